@@ -188,6 +188,16 @@ def load_torchvision(name: str, root: str | None, download: bool = False) -> Dat
                 base = Path(self.root) / self.base_folder
                 return all((base / f).is_file() for f, _ in self.train_list + self.test_list)
 
+            def _load_meta(self) -> None:  # torchvision also checks batches.meta against the official MD5
+                import pickle
+
+                path = Path(self.root) / self.base_folder / self.meta["filename"]
+                if not path.is_file():
+                    raise RuntimeError(f"Dataset metadata file {self.meta['filename']} not found")
+                with open(path, "rb") as fh:
+                    self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
+                self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
         cls = _LocalCIFAR10
     parts = []
     for train in (True, False):

@@ -1,0 +1,169 @@
+"""Command-line interface: parse, validate, call the library.  Errors the user can fix exit with 2."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from metaal.errors import MetaalError
+
+
+def _list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _setup_threads(threads: int | None) -> None:
+    import torch
+
+    n = threads or int(os.environ.get("METAAL_THREADS", "1"))
+    if n < 1:
+        raise MetaalError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
+
+
+def learner_options(f):
+    """Options shared by every command that trains the learner."""
+    opts = [
+        click.option("--model", default="auto", show_default=True, help="auto (MLP for tabular, CNN for images), mlp, cnn or resnet18."),
+        click.option("--epochs-steps", "train_steps", type=int, default=100, show_default=True, help="Optimiser steps per training round."),
+        click.option("--warm-start/--from-scratch", default=False, show_default=True, help="Continue from the last round's weights instead of retraining from the initial weights."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS; small models are fastest on 1)."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of local torchvision data sets (or $METAAL_DATA_ROOT)."),
+        click.option("--label-column", default="label", show_default=True, help="Label column of csv: tasks."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def loop_options(f):
+    for opt in reversed(
+        [
+            click.option("--initial", type=int, default=10, show_default=True, help="Initial labelled examples."),
+            click.option("--budget", type=int, default=200, show_default=True, help="Labels queried after the initial set."),
+            click.option("--query-size", type=int, default=10, show_default=True, help="Labels per round."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def handle_errors(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except MetaalError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="metaal")
+def cli():
+    """metaal: learn active-learning acquisition functions from expert lookahead trajectories."""
+
+
+@cli.command()
+def datasets():
+    """List the task catalogue (task specs usable with --tasks)."""
+    from metaal.tasks import CATALOGUE
+
+    click.echo(f"{'spec':<28} {'classes':>8} {'samples':>9}  kind / source / licence")
+    for e in CATALOGUE:
+        click.echo(f"{e['spec']:<28} {e['classes']!s:>8} {e['samples']!s:>9}  {e['kind']}; {e['source']}; {e['licence']}")
+
+
+@cli.command()
+def strategies():
+    """List the acquisition strategies (usable with --strategies)."""
+    from metaal.acquisition import HEURISTICS
+
+    for name, cls in HEURISTICS.items():
+        click.echo(f"{name:<18} {cls.description}")
+    click.echo(f"{'policy:DIR':<18} a distilled policy (metaal distill); with transfer-eval use --policy DIR")
+    click.echo(f"{'oracle':<18} the lookahead expert itself; reads true labels: a ceiling, not a competitor")
+
+
+def _learner_config(p: dict):
+    from metaal.learners import LearnerConfig
+
+    if p["train_steps"] < 1:
+        raise MetaalError(f"--epochs-steps must be at least 1, got {p['train_steps']}")
+    return LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"])
+
+
+EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
+             "warm_start", "device", "data_root", "label_column", "policy", "oracle"}
+
+
+@cli.command("transfer-eval")
+@click.option("--tasks", help="Comma list of task specs (see `metaal datasets`).")
+@click.option("--strategies", default="random,margin,entropy,least_confidence,bald,coreset,badge", show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
+@click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
+@loop_options
+@learner_options
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [evaluate] table sets any option above.")
+@click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def transfer_eval(ctx, **p):
+    """Compare strategies on tasks: learning curves, AULC, labels saved, plots and a report."""
+    from metaal.config import merge, read_config, section
+    from metaal.evaluate import EvalConfig, transfer_eval as run
+    from metaal.loop import LoopConfig
+    from metaal.report import format_table
+    from metaal.tasks import parse_task_list
+
+    cfg = read_config(p["config_file"])
+    p = merge(ctx, p, section(cfg, "evaluate", EVAL_KEYS, p["config_file"]))
+    if not p["tasks"]:
+        raise MetaalError("missing --tasks (or [evaluate] tasks in --config)")
+    _setup_threads(p["threads"])
+    tasks = parse_task_list(",".join(_list(p["tasks"])))
+    strategies = _list(p["strategies"])
+    if p["policy"]:
+        from pathlib import Path
+
+        if not (Path(p["policy"]) / "metaal-policy.json").is_file():
+            raise MetaalError(f"--policy {p['policy']}: not a policy directory (no metaal-policy.json)")
+    config = EvalConfig(
+        tasks=tasks,
+        strategies=strategies,
+        seeds=p["seeds"],
+        seed=p["seed"],
+        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
+        learner=_learner_config(p),
+        device=p["device"],
+        data_root=p["data_root"],
+        label_column=p["label_column"],
+        policy=p["policy"],
+        oracle=dict(p.get("oracle") or {}),
+    )
+    results = run(config, p["out"], progress=not p["quiet"])
+    click.echo(format_table(results["summary"]))
+    click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
+
+
+def main():  # console-script entry point
+    cli(prog_name="metaal")
+
+
+if __name__ == "__main__":
+    main()

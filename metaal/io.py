@@ -1,0 +1,65 @@
+"""Small I/O helpers: atomic writes (so a killed job never leaves a half-written file) and versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from metaal.errors import MetaalError
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create ``path`` (and parents) or fail with a one-line error before any work starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MetaalError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise MetaalError(f"{what} {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MetaalError(f"{what} {path} is not writable")
+    return path
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in ("metaal", "torch", "torchvision", "d3rlpy", "numpy", "zarr", "scikit-learn"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

@@ -1,0 +1,115 @@
+"""One active-learning episode: select -> label -> retrain, recording the test-accuracy curve."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metaal.errors import MetaalError
+from metaal.learners import Learner, LearnerConfig, derive_seed
+from metaal.metrics import aulc
+from metaal.state import ALState
+from metaal.tasks import Task
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    initial: int = 10
+    budget: int = 200
+    query_size: int = 10
+
+    def validate(self, pool_size: int | None = None, where: str = "") -> None:
+        prefix = f"{where}: " if where else ""
+        if self.initial < 1:
+            raise MetaalError(f"{prefix}--initial must be at least 1, got {self.initial}")
+        if self.budget < 1:
+            raise MetaalError(f"{prefix}--budget must be at least 1, got {self.budget}")
+        if self.query_size < 1:
+            raise MetaalError(f"{prefix}--query-size must be at least 1, got {self.query_size}")
+        if self.query_size > self.budget:
+            raise MetaalError(f"{prefix}--query-size {self.query_size} is larger than the budget {self.budget}")
+        if pool_size is not None and self.initial + self.budget > pool_size:
+            raise MetaalError(
+                f"{prefix}initial + budget = {self.initial + self.budget} labels but the pool has only {pool_size} items"
+            )
+
+    def rounds(self) -> list[int]:
+        """Query sizes of the rounds: full rounds, then a smaller last one if the budget says so."""
+        full, rest = divmod(self.budget, self.query_size)
+        return [self.query_size] * full + ([rest] if rest else [])
+
+
+@dataclass
+class EpisodeResult:
+    labels: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    selected: list[int] = field(default_factory=list)
+
+    @property
+    def aulc(self) -> float:
+        return aulc(self.accuracy)
+
+    @property
+    def final_accuracy(self) -> float:
+        return float(self.accuracy[-1])
+
+
+def initial_labelled(task: Task, n: int, seed: int) -> np.ndarray:
+    """Seeded initial labelled set from the pool, with at least two classes when n >= 2.
+
+    Depends only on (task, n, seed), so every strategy of a paired comparison starts from it.
+    """
+    rng = np.random.default_rng([seed, 0x1417])
+    for _ in range(100):
+        idx = np.sort(rng.choice(task.pool, size=n, replace=False))
+        if n < 2 or len(np.unique(task.y[idx])) >= 2:
+            return idx
+    return idx
+
+
+def new_state(task: Task, learner_config: LearnerConfig, loop: LoopConfig, seed: int, device) -> ALState:
+    """Fresh paired start: the initial set and the model's initial weights depend only on (task, seed)."""
+    loop.validate(len(task.pool), task.spec)
+    learner = Learner(learner_config, task.input_shape, task.n_classes, seed=derive_seed(seed, 0x11), device=device)
+    state = ALState(task, learner, initial_labelled(task, loop.initial, seed), loop.initial, loop.budget, seed=seed)
+    state.retrain()
+    return state
+
+
+def run_episode(
+    task: Task,
+    strategy,
+    learner_config: LearnerConfig,
+    loop: LoopConfig,
+    seed: int,
+    device="cpu",
+    on_round: Callable[[int, int], None] | None = None,
+) -> EpisodeResult:
+    """Run one strategy from the paired start until the budget is spent."""
+    state = new_state(task, learner_config, loop, seed, device)
+    X_test, y_test = task.X[task.test], task.y[task.test]
+    result = EpisodeResult()
+    result.labels.append(state.n_labelled)
+    result.accuracy.append(state.learner.accuracy(X_test, y_test))
+    sizes = loop.rounds()
+    for r, size in enumerate(sizes, start=1):
+        picked = np.asarray(strategy.select(state, size), dtype=np.int64)
+        _check_selection(picked, state, size, getattr(strategy, "name", "strategy"))
+        state.round = r
+        state.add_labels(picked)
+        state.retrain()
+        result.selected.extend(int(i) for i in picked)
+        result.labels.append(state.n_labelled)
+        result.accuracy.append(state.learner.accuracy(X_test, y_test))
+        if on_round:
+            on_round(r, len(sizes))
+    return result
+
+
+def _check_selection(picked: np.ndarray, state: ALState, size: int, name: str) -> None:
+    if len(picked) != size or len(np.unique(picked)) != size:
+        raise RuntimeError(f"strategy {name} returned {len(picked)} items ({len(np.unique(picked))} distinct), expected {size}")
+    if not np.isin(picked, state.unlabelled).all():
+        raise RuntimeError(f"strategy {name} selected items that are labelled or outside the pool")
