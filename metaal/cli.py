@@ -44,16 +44,19 @@ def learner_options(f):
     return f
 
 
-def loop_options(f):
-    for opt in reversed(
-        [
-            click.option("--initial", type=int, default=10, show_default=True, help="Initial labelled examples."),
-            click.option("--budget", type=int, default=200, show_default=True, help="Labels queried after the initial set."),
-            click.option("--query-size", type=int, default=10, show_default=True, help="Labels per round."),
-        ]
-    ):
-        f = opt(f)
-    return f
+def loop_options(budget: int = 200):
+    def decorate(f):
+        for opt in reversed(
+            [
+                click.option("--initial", type=int, default=10, show_default=True, help="Initial labelled examples."),
+                click.option("--budget", type=int, default=budget, show_default=True, help="Labels queried after the initial set."),
+                click.option("--query-size", type=int, default=10, show_default=True, help="Labels per round."),
+            ]
+        ):
+            f = opt(f)
+        return f
+
+    return decorate
 
 
 def handle_errors(f):
@@ -116,7 +119,7 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
-@loop_options
+@loop_options()
 @learner_options
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [evaluate] table sets any option above.")
 @click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
@@ -159,6 +162,78 @@ def transfer_eval(ctx, **p):
     results = run(config, p["out"], progress=not p["quiet"])
     click.echo(format_table(results["summary"]))
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
+
+
+GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "oracle_steps",
+                 "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
+                 "device", "data_root", "label_column", "shard"}
+
+
+@cli.command()
+@click.option("--tasks", help="Comma list of source task specs; each episode draws one (synthetic draws a new task per episode).")
+@click.option("--episodes", type=int, default=8, show_default=True)
+@click.option("--candidates", "-K", type=int, default=32, show_default=True, help="K candidates scored by the oracle per round.")
+@loop_options(budget=60)
+@click.option("--oracle", "oracle_mode", default="finetune", show_default=True, type=click.Choice(["finetune", "retrain", "first-order"]))
+@click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
+@click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
+@click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
+@click.option("--rollin", default="expert", show_default=True, help="expert, random, a strategy name, or policy:DIR.")
+@click.option("--beta", type=float, default=0.5, show_default=True, help="Probability of taking the expert's pick when --rollin is not expert.")
+@learner_options
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes; each writes its own shard.")
+@click.option("--shard", default=None, help="i/N: generate only this deterministic slice of the episodes (job arrays).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [generate] table sets any option above.")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with different settings.")
+@click.option("--out", required=True, type=click.Path(), help="Zarr store (rerun the same command to resume).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def generate(ctx, **p):
+    """Run expert active learning on source tasks and store trajectories with oracle gains."""
+    from metaal.config import merge, read_config, section
+    from metaal.generate import GenerateConfig, generate as run
+    from metaal.loop import LoopConfig
+    from metaal.tasks import parse_task_list
+
+    cfg = read_config(p["config_file"])
+    p = merge(ctx, {**p, "oracle": p.pop("oracle_mode")}, section(cfg, "generate", GENERATE_KEYS, p["config_file"]))
+    if not p["tasks"]:
+        raise MetaalError("missing --tasks (or [generate] tasks in --config)")
+    _setup_threads(p["threads"])
+    oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"]}
+    config = GenerateConfig(
+        tasks=parse_task_list(",".join(_list(p["tasks"]))),
+        episodes=p["episodes"],
+        candidates=p["candidates"],
+        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
+        oracle=oracle,
+        rollin=p["rollin"],
+        beta=p["beta"],
+        learner=_learner_config(p),
+        seed=p["seed"],
+        device=p["device"],
+        data_root=p["data_root"],
+        label_column=p["label_column"],
+    )
+    status = run(config, p["out"], workers=p["workers"], shard=p["shard"], overwrite=p["overwrite"], progress=not p["quiet"])
+    click.echo(f"store {p['out']}: {status['episodes']} episodes, {status['steps']} steps")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@handle_errors
+def inspect(path):
+    """Describe a trajectory store or a policy directory."""
+    from pathlib import Path
+
+    from metaal.inspect import describe_policy, describe_store
+
+    if (Path(path) / "metaal-policy.json").is_file():
+        click.echo(describe_policy(path))
+    else:
+        click.echo(describe_store(path))
 
 
 def main():  # console-script entry point

@@ -1,0 +1,326 @@
+"""`metaal generate`: expert trajectories for distillation.
+
+An episode is one task instance run until the budget.  Each round draws K candidates,
+computes their features and lookahead-oracle gains, and then picks ``query_size`` of them
+one at a time (the expert's pick is the best remaining gain, so its batch is the top-b);
+the roll-in decides which pick is actually taken.  Everything in an episode follows from
+(seed, episode id), so episodes are identical whichever process or shard runs them, and a
+killed run resumes by redoing only the episodes that were never committed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from metaal.acquisition.features import CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
+from metaal.errors import MetaalError
+from metaal.io import package_versions
+from metaal.learners import LearnerConfig, derive_seed, resolve_device
+from metaal.loop import LoopConfig, new_state
+from metaal.store import EpisodeRecord
+from metaal.tasks import SplitConfig, load_task
+
+
+@dataclass
+class GenerateConfig:
+    tasks: list[str]
+    episodes: int = 8
+    candidates: int = 32
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(initial=10, budget=60, query_size=10))
+    oracle: dict = field(default_factory=dict)  # OracleConfig fields
+    rollin: str = "expert"  # expert | random | <strategy> | policy:DIR
+    beta: float = 0.5  # probability of the expert's pick at each step when rollin != expert
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    label_column: str = "label"
+
+    def oracle_config(self):
+        from metaal.oracle import OracleConfig
+
+        try:
+            return OracleConfig(**{**self.oracle, "candidates": self.candidates})
+        except TypeError as exc:
+            raise MetaalError(f"unknown oracle option: {exc}") from None
+
+    def identity(self) -> dict:
+        """What defines a store's content (device and process layout do not)."""
+        d = asdict(self)
+        d.pop("device")
+        d["oracle"] = self.oracle_config().to_dict()
+        d["oracle"].pop("chunk", None)  # a memory knob, not content
+        return d
+
+    def validate(self) -> None:
+        from metaal.oracle import ORACLE_MODES
+
+        if not self.tasks:
+            raise MetaalError("no task given (--tasks SPEC[,SPEC...])")
+        if self.episodes < 1:
+            raise MetaalError(f"--episodes must be at least 1, got {self.episodes}")
+        if self.candidates < 2:
+            raise MetaalError(f"--candidates must be at least 2, got {self.candidates}")
+        if self.loop.query_size > self.candidates:
+            raise MetaalError(f"--query-size {self.loop.query_size} is larger than --candidates {self.candidates}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise MetaalError(f"--beta must be in [0, 1], got {self.beta}")
+        mode = self.oracle_config().mode
+        if mode not in ORACLE_MODES:
+            raise MetaalError(f"unknown oracle '{mode}' (choose from {', '.join(ORACLE_MODES)})")
+        self.loop.validate()
+
+
+def store_attrs(config: GenerateConfig) -> dict:
+    return {
+        "feature_names": list(FEATURE_NAMES),
+        "context_names": list(CONTEXT_NAMES),
+        "schema": schema(),
+        "K": config.candidates,
+        "oracle": config.oracle_config().to_dict(),
+        "config": config.identity(),
+        "versions": package_versions(),
+    }
+
+
+def episode_task(config: GenerateConfig, episode_id: int) -> tuple[str, int]:
+    """Which task spec and instance seed an episode uses (a pure function of seed and id)."""
+    rng = np.random.default_rng([config.seed, episode_id, 0x7A5C])
+    spec = config.tasks[int(rng.integers(len(config.tasks)))]
+    return spec, int(derive_seed(config.seed, episode_id) % (2**31))
+
+
+def _rollin_strategy(config: GenerateConfig):
+    if config.rollin == "expert":
+        return None
+    from metaal.acquisition import get_strategy
+
+    return get_strategy(config.rollin)
+
+
+def run_generation_episode(config: GenerateConfig, episode_id: int, device=None, rollin=None, on_round=None) -> EpisodeRecord:
+    """One expert episode, straight through: draw, score, pick, label, retrain, record."""
+    from metaal.oracle import lookahead_gains
+
+    device = device or resolve_device(config.device)
+    oracle = config.oracle_config()
+    spec, seed = episode_task(config, episode_id)
+    loop = config.loop
+    task = load_task(spec, seed, config.split, min_pool=loop.initial + loop.budget,
+                     data_root=config.data_root, label_column=config.label_column)
+    state = new_state(task, config.learner, loop, seed, device)
+    X, y = task.X, task.y
+    X_val, y_val = X[task.val], y[task.val]
+    X_test, y_test = X[task.test], y[task.test]
+    K, F, G = config.candidates, len(FEATURE_NAMES), len(CONTEXT_NAMES)
+    mix = np.random.default_rng([seed, 0xB7A])
+    val_acc = state.learner.accuracy(X_val, y_val)
+    test_acc = [state.learner.accuracy(X_test, y_test)]
+    rows: dict[str, list] = {k: [] for k in ("candidates", "context", "mask", "oracle_gain", "oracle_acc_gain",
+                                             "action", "expert_action", "reward", "terminal", "round_end")}
+    sizes = loop.rounds()
+    for r, size in enumerate(sizes, start=1):
+        unl = state.unlabelled
+        k_eff = min(K, len(unl))
+        cands = np.sort(state.rng(31).choice(unl, size=k_eff, replace=False))
+        lab = state.labelled
+        gains = lookahead_gains(state.learner, X[lab], y[lab], X[cands], y[cands], X_val, y_val, oracle,
+                                seed=derive_seed(seed, r, 0x0AC))
+        gain = np.full(K, np.nan, np.float32)
+        gain[:k_eff] = gains.loss_gain
+        acc_gain = np.full(K, np.nan, np.float32)
+        acc_gain[:k_eff] = gains.acc_gain
+        fe = FeatureExtractor(state, cands)
+        rollin_order = list(rollin.select(state, min(size, k_eff), candidates=cands)) if rollin is not None else []
+        position = {int(c): i for i, c in enumerate(cands)}
+        valid = np.zeros(K, bool)
+        valid[:k_eff] = True
+        taken = []
+        for j in range(size):
+            feats, ctx = fe.features(batch_size=size)
+            cand_block = np.zeros((K, F), np.float32)
+            cand_block[:k_eff] = feats
+            expert = int(np.flatnonzero(valid)[np.argmax(gain[valid])])
+            if rollin is None or mix.random() < config.beta:
+                action = expert
+            else:
+                action = next((position[int(c)] for c in rollin_order if valid[position[int(c)]]), None)
+                if action is None:
+                    action = int(mix.choice(np.flatnonzero(valid)))
+            rows["candidates"].append(cand_block)
+            rows["context"].append(ctx)
+            rows["mask"].append(valid.copy())
+            rows["oracle_gain"].append(gain)
+            rows["oracle_acc_gain"].append(acc_gain)
+            rows["action"].append(action)
+            rows["expert_action"].append(expert)
+            rows["reward"].append(0.0)
+            rows["terminal"].append(False)
+            rows["round_end"].append(j == size - 1)
+            valid[action] = False
+            taken.append(action)
+            fe.mark_selected(action)
+        state.round = r
+        state.add_labels(cands[taken])
+        state.retrain()
+        new_val = state.learner.accuracy(X_val, y_val)
+        rows["reward"][-1] = new_val - val_acc  # realised improvement of the round, on its last pick
+        val_acc = new_val
+        test_acc.append(state.learner.accuracy(X_test, y_test))
+        if on_round:
+            on_round(r, len(sizes))
+    rows["terminal"][-1] = True
+    dtypes = {"candidates": np.float32, "context": np.float32, "mask": np.bool_, "oracle_gain": np.float32,
+              "oracle_acc_gain": np.float32, "action": np.int32, "expert_action": np.int32, "reward": np.float32,
+              "terminal": np.bool_, "round_end": np.bool_}
+    steps = {k: np.asarray(v, dtype=dtypes[k]) for k, v in rows.items()}
+    return EpisodeRecord(
+        episode_id=episode_id,
+        task=task.spec if not spec.startswith("synthetic") else _synthetic_name(spec, seed),
+        seed=seed,
+        model=state.learner.kind,
+        steps=steps,
+        final_accuracy=float(test_acc[-1]),
+        aulc=float(np.mean(test_acc)),
+        final_val_accuracy=float(val_acc),
+    )
+
+
+def _synthetic_name(spec: str, seed: int) -> str:
+    from metaal.tasks import load_dataset
+
+    return load_dataset(spec, instance_seed=seed).spec
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise MetaalError(f"--shard must look like i/N (e.g. 0/4), got '{text}'") from None
+    if n < 1 or not 0 <= i < n:
+        raise MetaalError(f"--shard {text}: need 0 <= i < N")
+    return i, n
+
+
+def _run_slice(config: GenerateConfig, out: str, index: int, count: int, shard: str | None,
+               on_round=None, on_episode=None) -> None:
+    """Run the episodes with id % count == index that the store does not have yet."""
+    from metaal.store import open_writer
+
+    writer = open_writer(out, store_attrs(config), shard=shard)
+    device = resolve_device(config.device)
+    rollin = _rollin_strategy(config)
+    done = writer.committed_ids()
+    for eid in range(index, config.episodes, count):
+        if eid in done:
+            continue
+        writer.append(run_generation_episode(config, eid, device, rollin, on_round=on_round))
+        if on_episode:
+            on_episode()
+
+
+def _worker(args):
+    """A worker process: its own shard, progress events to the driver through a queue."""
+    import torch
+
+    config, out, index, count, shard, events, threads = args
+    torch.set_num_threads(threads)
+    try:
+        _run_slice(config, out, index, count, shard,
+                   on_round=lambda r, n: events.put(("round", 1)), on_episode=lambda: events.put(("episode", 1)))
+        events.put(("done", None))
+    except MetaalError as exc:
+        events.put(("error", str(exc)))
+    except BaseException as exc:  # report the failure to the driver instead of hanging it
+        import traceback
+
+        events.put(("crash", "".join(traceback.format_exception(exc))))
+
+
+def generate(config: GenerateConfig, out: str, *, workers: int = 1, shard: str | None = None,
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Fill ``out`` with ``config.episodes`` episodes (resuming an existing store); return its status."""
+    from metaal.store import open_writer, store_status
+
+    config.validate()
+    if workers < 1:
+        raise MetaalError(f"--workers must be at least 1, got {workers}")
+    sl = parse_shard(shard)
+    if sl and workers > 1:
+        raise MetaalError("--shard and --workers > 1 conflict: a shard is one process's slice (use a job array)")
+    if sl and overwrite:
+        raise MetaalError("--shard and --overwrite conflict: one shard job must not delete the other shards' data")
+    if config.rollin != "expert":
+        _rollin_strategy(config)  # fail fast on unknown strategy / bad policy
+    # Validate every task spec up front so that a typo fails before hours of work.
+    for spec in dict.fromkeys(config.tasks):
+        load_task(spec, 0, config.split, min_pool=config.loop.initial + config.loop.budget,
+                  data_root=config.data_root, label_column=config.label_column)
+    resolve_device(config.device)
+    writer = open_writer(out, store_attrs(config), shard=None if not (sl or workers > 1) else _shard_name(sl, workers, 0),
+                         overwrite=overwrite)
+    done = writer.committed_ids()
+    del writer
+    if sl:
+        mine = [e for e in range(sl[0], config.episodes, sl[1])]
+    else:
+        mine = list(range(config.episodes))
+    todo = [e for e in mine if e not in done]
+    rounds = len(config.loop.rounds())
+    bar = tqdm(total=len(mine) * rounds, initial=(len(mine) - len(todo)) * rounds, desc="generate", unit="round",
+               disable=not progress, dynamic_ncols=True)
+    n_done = [len(mine) - len(todo)]
+
+    def episode_done():
+        n_done[0] += 1
+        bar.set_postfix_str(f"episodes {n_done[0]}/{len(mine)}")
+
+    bar.set_postfix_str(f"episodes {n_done[0]}/{len(mine)}")
+    try:
+        if workers == 1:
+            index, count = sl if sl else (0, 1)
+            _run_slice(config, out, index, count, _shard_name(sl, 1, 0) if sl else None,
+                       on_round=lambda r, n: bar.update(1), on_episode=episode_done)
+        else:
+            _run_workers(config, out, workers, bar, episode_done)
+    finally:
+        bar.close()
+    return store_status(out)
+
+
+def _shard_name(sl, workers: int, index: int) -> str:
+    if sl:
+        return f"s{sl[0]}-of-{sl[1]}"
+    return f"w{index}-of-{workers}"
+
+
+def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done) -> None:
+    ctx = mp.get_context("spawn")  # torch and fork do not mix
+    manager = ctx.Manager()
+    events = manager.Queue()
+    args = [(config, out, i, workers, _shard_name(None, workers, i), events, 1) for i in range(workers)]
+    with ctx.Pool(workers) as pool:
+        pending = pool.map_async(_worker, args)
+        finished = 0
+        while finished < workers:
+            kind, value = events.get()
+            if kind == "round":
+                bar.update(1)
+            elif kind == "episode":
+                episode_done()
+            elif kind == "done":
+                finished += 1
+            elif kind == "error":
+                pool.terminate()
+                raise MetaalError(value)
+            elif kind == "crash":
+                pool.terminate()
+                raise RuntimeError(f"a generate worker failed:\n{value}")
+        pending.get()

@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from metaal.cli import cli
+
+FAST = ["--epochs-steps", "15", "--initial", "6", "--budget", "12", "--query-size", "6", "--quiet"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_transfer_eval_writes_every_file_and_resumes(tmp_path):
+    out = tmp_path / "res"
+    r = invoke("transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin,coreset,badge,bald", "--seeds", "2", *FAST, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "margin" in r.output and "report:" in r.output
+    res = json.loads((out / "summary.json").read_text())
+    assert res["format"] == "metaal-results" and res["format_version"] == 1
+    assert {s["strategy"] for s in res["summary"]} == {"random", "margin", "coreset", "badge", "bald"}
+    row = res["summary"][0]
+    for key in ("task", "strategy", "n_seeds", "aulc_mean", "aulc_std", "aulc_ci95", "final_accuracy_mean", "labels_to_random_final_mean"):
+        assert key in row
+    assert len(res["runs"]) == 10
+    run = res["runs"][0]
+    assert run["labels"] == [6, 12, 18] and len(run["accuracy"]) == 3
+    assert run["aulc"] == pytest.approx(np.mean(run["accuracy"]))
+    # paired: every strategy has the same round-0 accuracy for a seed
+    for seed in (0, 1):
+        firsts = {r["accuracy"][0] for r in res["runs"] if r["seed"] == seed}
+        assert len(firsts) == 1
+    csv = (out / "curves.csv").read_text().splitlines()
+    assert csv[0] == "task,strategy,seed,round,n_labeled,test_accuracy" and len(csv) == 1 + 10 * 3
+    assert (out / "curve_sklearn_iris.png").stat().st_size > 5000
+    report = (out / "report.md").read_text()
+    assert "## sklearn:iris" in report and "W/T/L vs random" in report
+    # rerun: finished runs are skipped and results are identical
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+    r2 = invoke("transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin,coreset,badge,bald", "--seeds", "2", *FAST, "--out", str(out))
+    assert r2.exit_code == 0
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+    assert json.loads((out / "summary.json").read_text())["summary"] == res["summary"]
+
+
+def test_transfer_eval_on_user_npz_and_config(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    np.savez(tmp_path / "mine.npz", X=X, y=y)
+    cfg = tmp_path / "study.toml"
+    cfg.write_text(f'[evaluate]\ntasks = ["npz:{tmp_path / "mine.npz"}"]\nstrategies = ["margin"]\nseeds = 1\nbudget = 12\n')
+    r = invoke("transfer-eval", "--config", str(cfg), "--epochs-steps", "10", "--initial", "6", "--query-size", "6", "--quiet", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert res["config"]["loop"]["budget"] == 12 and res["config"]["seeds"] == 1
+    assert {s["strategy"] for s in res["summary"]} == {"random", "margin"}
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--tasks", "sklearn:nope"], "unknown scikit-learn task"),
+        (["--tasks", "mnist"], "unknown task spec"),
+        (["--tasks", "npz:/does/not/exist.npz"], "file not found"),
+        (["--tasks", "sklearn:iris", "--strategies", "magic"], "unknown strategy"),
+        (["--tasks", "sklearn:iris", "--query-size", "0"], "query-size"),
+        (["--tasks", "sklearn:iris", "--query-size", "50", "--budget", "20"], "larger than the budget"),
+        (["--tasks", "sklearn:iris", "--budget", "500"], "too few samples"),
+        (["--tasks", "sklearn:iris", "--seeds", "0"], "--seeds"),
+        (["--tasks", "sklearn:iris", "--device", "cuda:7"], "device"),
+        (["--tasks", "sklearn:iris", "--model", "cnn", "--budget", "20"], "needs image inputs"),
+        (["--tasks", "sklearn:iris", "--config", "/no/such.toml"], "config file"),
+        (["--tasks", "sklearn:iris", "--policy", "/no/such/policy"], "not a policy directory"),
+    ],
+)
+def test_transfer_eval_errors_exit_2_one_line(tmp_path, args, needle):
+    seeds = [] if "--seeds" in args else ["--seeds", "1"]
+    r = CliRunner().invoke(cli, ["transfer-eval", *args, *seeds, "--epochs-steps", "5", "--quiet", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_bad_config_and_unwritable_out(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[evaluate\ntasks=")
+    r = CliRunner().invoke(cli, ["transfer-eval", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "not valid TOML" in r.output
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[evaluate]\ntasks = ["sklearn:iris"]\nbudgett = 3\n')
+    r = CliRunner().invoke(cli, ["transfer-eval", "--config", str(unknown), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "unknown key 'budgett'" in r.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(cli, ["transfer-eval", "--tasks", "sklearn:iris", "--out", str(blocker / "sub")])
+    assert r.exit_code == 2 and "cannot create results directory" in r.output
+
+
+def test_listing_commands():
+    r = invoke("datasets")
+    assert r.exit_code == 0 and "sklearn:digits" in r.output and "torchvision:cifar10" in r.output
+    r = invoke("strategies")
+    for name in ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge"):
+        assert name in r.output
