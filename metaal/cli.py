@@ -38,6 +38,7 @@ def learner_options(f):
         click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS; small models are fastest on 1)."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of local torchvision data sets (or $METAAL_DATA_ROOT)."),
         click.option("--label-column", default="label", show_default=True, help="Label column of csv: tasks."),
+        click.option("--download", is_flag=True, help="Let torchvision tasks download missing data sets into --data-root."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -129,7 +130,8 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 def transfer_eval(ctx, **p):
     """Compare strategies on tasks: learning curves, AULC, labels saved, plots and a report."""
     from metaal.config import merge, read_config, section
-    from metaal.evaluate import EvalConfig, transfer_eval as run
+    from metaal.evaluate import EvalConfig
+    from metaal.evaluate import transfer_eval as run
     from metaal.loop import LoopConfig
     from metaal.report import format_table
     from metaal.tasks import parse_task_list
@@ -156,6 +158,7 @@ def transfer_eval(ctx, **p):
         device=p["device"],
         data_root=p["data_root"],
         label_column=p["label_column"],
+        download=p["download"],
         policy=p["policy"],
         oracle=dict(p.get("oracle") or {}),
     )
@@ -193,7 +196,8 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 def generate(ctx, **p):
     """Run expert active learning on source tasks and store trajectories with oracle gains."""
     from metaal.config import merge, read_config, section
-    from metaal.generate import GenerateConfig, generate as run
+    from metaal.generate import GenerateConfig
+    from metaal.generate import generate as run
     from metaal.loop import LoopConfig
     from metaal.tasks import parse_task_list
 
@@ -216,6 +220,7 @@ def generate(ctx, **p):
         device=p["device"],
         data_root=p["data_root"],
         label_column=p["label_column"],
+        download=p["download"],
     )
     status = run(config, p["out"], workers=p["workers"], shard=p["shard"], overwrite=p["overwrite"], progress=not p["quiet"])
     click.echo(f"store {p['out']}: {status['episodes']} episodes, {status['steps']} steps")
@@ -234,6 +239,74 @@ def inspect(path):
         click.echo(describe_policy(path))
     else:
         click.echo(describe_store(path))
+
+
+@cli.command()
+@click.argument("stores")
+@click.option("--algo", type=click.Choice(["gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
+              help="gain: regression of every candidate's oracle gain (rank targets); bc: imitation (DiscreteBC); cql/bcq: offline RL.")
+@click.option("--steps", type=int, default=2000, show_default=True, help="Gradient steps.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--hidden", type=int, default=64, show_default=True, help="Width of the per-candidate network.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS).")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [distill] table sets any option above.")
+@click.option("--verbose", is_flag=True, help="Show d3rlpy's own output and keep its logs in OUT/d3rlpy_logs.")
+@click.option("--out", required=True, type=click.Path(), help="Policy directory (written atomically).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def distill(ctx, **p):
+    """Distil trajectory stores (comma list) into a permutation-equivariant acquisition policy."""
+    from metaal.acquisition.agreement import validation_table
+    from metaal.config import merge, read_config, section
+    from metaal.distill import DistillConfig
+    from metaal.distill import distill as run
+
+    keys = {"algo", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
+    p = merge(ctx, p, section(read_config(p["config_file"]), "distill", keys, p["config_file"]))
+    _setup_threads(p["threads"])
+    if p["device"] != "cpu":
+        from metaal.learners import resolve_device
+
+        p["device"] = str(resolve_device(p["device"]))
+    config = DistillConfig(**{k: p[k] for k in keys}, verbose=p["verbose"])
+    meta = run(_list(p["stores"]), config, p["out"], progress=not p["quiet"])
+    tr = meta["training"]
+    click.echo(f"policy {p['out']}: {config.algo}, {tr['steps']} steps in {tr['seconds']:.1f} s "
+               f"({tr['steps_per_second']} steps/s), loss {tr['loss_start']} -> {tr['loss_end']}")
+    val = meta.get("validation") or {}
+    if val.get("policy"):
+        click.echo(f"\nValidation on {val['episodes']} held-out episodes:")
+        click.echo(validation_table(val))
+
+
+@cli.command("run")
+@click.option("--quick", is_flag=True, help="Smaller everything, same code path (about 2 minutes on 2 cores).")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="TOML study: [run] sources/targets/workers, [generate], [distill], [evaluate].")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS).")
+@click.option("--out", default="runs/default", show_default=True, type=click.Path(),
+              help="Study directory: store.zarr, policy/ and results/ inside (rerun to resume).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@handle_errors
+def run_cmd(quick, config_file, threads, out, quiet):
+    """The main job: generate on source tasks, distil a policy, evaluate it on held-out tasks."""
+    from metaal.report import format_table
+    from metaal.run import run_study, study_from_file
+
+    _setup_threads(threads)
+    study = study_from_file(config_file, quick=quick)
+    results = run_study(study, out, progress=not quiet)
+    click.echo("")
+    click.echo(format_table(results["summary"]))
+    rep = results.get("policy_report") or {}
+    if rep.get("mean_rank"):
+        click.echo("\nmean rank (1 = best): " + ", ".join(f"{s} {r:.2f}" for s, r in sorted(rep["mean_rank"].items(), key=lambda kv: kv[1])))
+    click.echo(f"\nreport: {os.path.join(out, 'results', 'report.md')}  plots: {os.path.join(out, 'results', 'curve_*.png')}")
 
 
 def main():  # console-script entry point

@@ -38,6 +38,7 @@ class EvalConfig:
     device: str = "auto"
     data_root: str | None = None
     label_column: str = "label"
+    download: bool = False  # torchvision: fetch missing data sets into data_root
     policy: str | None = None  # policy directory: adds the strategy "policy"
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
@@ -134,6 +135,7 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True) ->
                             min_pool=config.loop.initial + config.loop.budget,
                             data_root=config.data_root,
                             label_column=config.label_column,
+                            download=config.download,
                         )
                     bar.set_postfix_str(f"{_short(spec)} · {name} · seed {seed}")
                     result = run_episode(

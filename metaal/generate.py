@@ -40,6 +40,7 @@ class GenerateConfig:
     device: str = "auto"
     data_root: str | None = None
     label_column: str = "label"
+    download: bool = False  # torchvision: fetch missing data sets into data_root
 
     def oracle_config(self):
         from metaal.oracle import OracleConfig
@@ -53,6 +54,7 @@ class GenerateConfig:
         """What defines a store's content (device and process layout do not)."""
         d = asdict(self)
         d.pop("device")
+        d.pop("download")
         d["oracle"] = self.oracle_config().to_dict()
         d["oracle"].pop("chunk", None)  # a memory knob, not content
         return d
@@ -112,12 +114,12 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     spec, seed = episode_task(config, episode_id)
     loop = config.loop
     task = load_task(spec, seed, config.split, min_pool=loop.initial + loop.budget,
-                     data_root=config.data_root, label_column=config.label_column)
+                     data_root=config.data_root, label_column=config.label_column, download=config.download)
     state = new_state(task, config.learner, loop, seed, device)
     X, y = task.X, task.y
     X_val, y_val = X[task.val], y[task.val]
     X_test, y_test = X[task.test], y[task.test]
-    K, F, G = config.candidates, len(FEATURE_NAMES), len(CONTEXT_NAMES)
+    K, F = config.candidates, len(FEATURE_NAMES)
     mix = np.random.default_rng([seed, 0xB7A])
     val_acc = state.learner.accuracy(X_val, y_val)
     test_acc = [state.learner.accuracy(X_test, y_test)]
@@ -261,8 +263,11 @@ def generate(config: GenerateConfig, out: str, *, workers: int = 1, shard: str |
         _rollin_strategy(config)  # fail fast on unknown strategy / bad policy
     # Validate every task spec up front so that a typo fails before hours of work.
     for spec in dict.fromkeys(config.tasks):
-        load_task(spec, 0, config.split, min_pool=config.loop.initial + config.loop.budget,
-                  data_root=config.data_root, label_column=config.label_column)
+        task = load_task(spec, 0, config.split, min_pool=config.loop.initial + config.loop.budget,
+                         data_root=config.data_root, label_column=config.label_column, download=config.download)
+        if config.candidates > len(task.pool) - config.loop.initial:
+            raise MetaalError(f"{spec}: --candidates {config.candidates} is larger than the unlabelled pool "
+                              f"({len(task.pool) - config.loop.initial} items)")
     resolve_device(config.device)
     writer = open_writer(out, store_attrs(config), shard=None if not (sl or workers > 1) else _shard_name(sl, workers, 0),
                          overwrite=overwrite)

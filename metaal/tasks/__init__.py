@@ -19,6 +19,9 @@ from metaal.tasks.sources import (
 
 __all__ = [
     "CATALOGUE",
+    "SKLEARN_SETS",
+    "SYNTHETIC_PARAMS",
+    "TORCHVISION_SETS",
     "Dataset",
     "SplitConfig",
     "Task",

@@ -204,7 +204,13 @@ def load_torchvision(name: str, root: str | None, download: bool = False) -> Dat
         try:
             parts.append(cls(str(root_path), train=train, download=download))
         except RuntimeError as exc:
-            raise MetaalError(f"{spec}: {str(exc).splitlines()[0]} under {root_path} (pass --download to fetch it)") from None
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". You can use download=True")[0]
+            if download:
+                raise MetaalError(f"{spec}: could not fetch or read the data set into {root_path} ({reason})") from None
+            folder = root_path / ("cifar-10-batches-py" if name == "cifar10" else f"{_TV_CLASSES[name]}/raw")
+            raise MetaalError(
+                f"{spec}: {reason} in {folder} (pass --download to fetch it; the layout is in datasets/README.md)"
+            ) from None
         except Exception as exc:
             raise MetaalError(f"{spec}: cannot read files under {root_path} ({type(exc).__name__}: {exc})") from None
     X = np.concatenate([_to_numpy(p.data) for p in parts])

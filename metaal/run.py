@@ -1,0 +1,147 @@
+"""`metaal run`: the whole study in one command — generate on source tasks, distil, and
+transfer-evaluate on held-out targets.  Each stage writes its own directory under ``out``
+and is reused when the command is run again (the store resumes, the policy is kept when
+its source store is unchanged, finished evaluation runs are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import click
+
+from metaal.config import read_config, section
+from metaal.distill import DistillConfig
+from metaal.errors import MetaalError
+from metaal.evaluate import EvalConfig
+from metaal.generate import GenerateConfig
+from metaal.learners import LearnerConfig
+from metaal.loop import LoopConfig
+
+# Sources and targets never overlap: the policy is reported only on tasks it never saw.
+DEFAULT_SOURCES = ["synthetic", "sklearn:wine", "sklearn:iris"]
+DEFAULT_TARGETS = ["sklearn:digits", "sklearn:breast_cancer"]
+BASELINES = ["random", "margin", "entropy", "least_confidence", "bald", "coreset", "badge"]
+
+
+@dataclass
+class Study:
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    generate: GenerateConfig = None
+    distill: DistillConfig = None
+    evaluate: EvalConfig = None
+    workers: int = 1
+
+    def check(self) -> None:
+        overlap = sorted(set(self.sources) & set(self.targets))
+        if overlap:
+            raise MetaalError(f"source and target tasks overlap ({', '.join(overlap)}): the policy must be evaluated on unseen tasks")
+
+
+def default_study(quick: bool = False) -> Study:
+    learner = LearnerConfig()
+    if quick:  # same code path, smaller everything (<= 2 minutes on 2 cores)
+        gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=4, candidates=16, loop=LoopConfig(10, 30, 10),
+                             oracle={"steps": 5}, learner=replace(learner, steps=50))
+        dis = DistillConfig(algo="gain", steps=300, batch_size=64)
+        ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=["random", "margin", "entropy"], seeds=2,
+                        loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50))
+        return Study(generate=gen, distill=dis, evaluate=ev)
+    gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=24, candidates=32, loop=LoopConfig(10, 60, 10), learner=learner)
+    dis = DistillConfig(algo="gain", steps=2000, batch_size=128)
+    ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=list(BASELINES), seeds=5, loop=LoopConfig(10, 150, 10), learner=learner)
+    return Study(generate=gen, distill=dis, evaluate=ev)
+
+
+_GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "oracle_steps", "oracle_lr", "rollin",
+             "beta", "model", "train_steps", "seed", "device", "data_root", "label_column"}
+_DIS_KEYS = {"algo", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
+_EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
+              "label_column", "oracle"}
+
+
+def study_from_file(path: str | None, quick: bool = False) -> Study:
+    """Defaults, then the TOML file: [run] sources/targets/workers, [generate], [distill], [evaluate]."""
+    study = default_study(quick)
+    cfg = read_config(path)
+    run = section(cfg, "run", {"sources", "targets", "workers"}, path)
+    study.sources = list(run.get("sources", study.sources))
+    study.targets = list(run.get("targets", study.targets))
+    study.workers = int(run.get("workers", study.workers))
+    g = section(cfg, "generate", _GEN_KEYS, path)
+    e = section(cfg, "evaluate", _EVAL_KEYS, path)
+    d = section(cfg, "distill", _DIS_KEYS, path)
+    gen, ev = study.generate, study.evaluate
+    oracle = dict(gen.oracle)
+    if "oracle" in g:
+        oracle["mode"] = g.pop("oracle")
+    for key, name in (("oracle_steps", "steps"), ("oracle_lr", "lr")):
+        if key in g:
+            oracle[name] = g.pop(key)
+    study.generate = replace(
+        gen,
+        tasks=study.sources,
+        oracle=oracle,
+        loop=_loop(gen.loop, g),
+        learner=_learner(gen.learner, g),
+        **{k: g[k] for k in ("episodes", "candidates", "rollin", "beta", "seed", "device", "data_root", "label_column") if k in g},
+    )
+    study.evaluate = replace(
+        ev,
+        tasks=study.targets,
+        loop=_loop(ev.loop, e),
+        learner=_learner(ev.learner, e),
+        **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle") if k in e},
+    )
+    study.distill = replace(study.distill, **d)
+    study.check()
+    return study
+
+
+def _loop(loop: LoopConfig, values: dict) -> LoopConfig:
+    return LoopConfig(values.get("initial", loop.initial), values.get("budget", loop.budget), values.get("query_size", loop.query_size))
+
+
+def _learner(learner: LearnerConfig, values: dict) -> LearnerConfig:
+    return replace(learner, model=values.get("model", learner.model), steps=values.get("train_steps", learner.steps))
+
+
+def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.echo) -> dict:
+    """Generate -> distil -> transfer-eval; returns transfer-eval's results."""
+    from metaal.distill import distill
+    from metaal.evaluate import transfer_eval
+    from metaal.generate import generate
+    from metaal.io import ensure_writable_dir
+    from metaal.store import fingerprint
+
+    study.check()
+    out = ensure_writable_dir(out, "run directory")
+    store, policy, results = out / "store.zarr", out / "policy", out / "results"
+    echo(f"[1/3] generate: {study.generate.episodes} expert episodes on {', '.join(study.sources)} -> {store}")
+    generate(study.generate, str(store), workers=study.workers, progress=progress)
+    meta_file = policy / "metaal-policy.json"
+    fp = fingerprint(str(store))
+    if meta_file.is_file() and _same_policy(meta_file, fp, study.distill):
+        echo(f"[2/3] distill: reusing {policy} (same store and settings)")
+    else:
+        echo(f"[2/3] distill: {study.distill.algo}, {study.distill.steps} steps -> {policy}")
+        meta = distill([str(store)], study.distill, policy, progress=progress)
+        from metaal.acquisition.agreement import validation_table
+
+        if meta.get("validation", {}).get("policy"):
+            echo(validation_table(meta["validation"]))
+    study.evaluate = replace(study.evaluate, policy=str(policy))
+    echo(f"[3/3] transfer-eval on held-out {', '.join(study.targets)} ({study.evaluate.seeds} seeds) -> {results}")
+    return transfer_eval(study.evaluate, results, progress=progress)
+
+
+def _same_policy(meta_file: Path, store_fp: str, cfg: DistillConfig) -> bool:
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    fps = [s.get("fingerprint") for s in meta.get("sources", [])]
+    return fps == [store_fp] and meta.get("hyperparameters") == cfg.to_dict()

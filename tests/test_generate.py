@@ -1,0 +1,174 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from metaal.cli import cli
+
+SMALL = ["--tasks", "sklearn:wine,synthetic:n=400", "--candidates", "8", "--initial", "6", "--budget", "8",
+         "--query-size", "4", "--oracle-steps", "3", "--epochs-steps", "15", "--seed", "5", "--quiet"]
+
+
+def generate(out, *extra, episodes=3):
+    r = CliRunner().invoke(cli, ["generate", *SMALL, "--episodes", str(episodes), *extra, "--out", str(out)])
+    return r
+
+
+def read(out):
+    from metaal.store import read_trajectories
+
+    return read_trajectories(str(out))
+
+
+def assert_same(a, b):
+    assert a.episodes["id"].tolist() == b.episodes["id"].tolist()
+    for k in a.steps:
+        np.testing.assert_array_equal(a.steps[k], b.steps[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "ref.zarr"
+    r = generate(out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_store_content_follows_the_contract(reference_store):
+    t = read(reference_store)
+    assert t.n_episodes == 3 and t.n_steps == 3 * 8  # 2 rounds of 4 picks each
+    s = t.steps
+    K = t.attrs["K"]
+    assert s["candidates"].shape == (24, K, len(t.attrs["feature_names"]))
+    assert s["context"].shape == (24, len(t.attrs["context_names"]))
+    gains = np.where(s["mask"], s["oracle_gain"], -np.inf)
+    np.testing.assert_array_equal(s["expert_action"], gains.argmax(1))
+    np.testing.assert_array_equal(s["action"], s["expert_action"])  # roll-in = expert
+    assert s["mask"][np.arange(24), s["action"]].all(), "taken candidates were valid"
+    # within a round the mask shrinks by one per pick; the next round starts full
+    assert (s["mask"].sum(1) == np.tile([8, 7, 6, 5], 6)).all()
+    assert s["terminal"].sum() == 3 and s["round_end"].sum() == 6
+    assert np.all(s["reward"][~s["round_end"]] == 0)
+    assert set(t.attrs["oracle"]) >= {"mode", "steps", "lr"} and t.attrs["oracle"]["mode"] == "finetune"
+    assert t.attrs["schema"]["features"] == t.attrs["feature_names"]
+    assert "sklearn:wine" in set(t.episodes["task"]) or any(str(x).startswith("synthetic") for x in t.episodes["task"])
+
+
+def test_same_seed_same_episodes_and_two_workers_equal_one(reference_store, tmp_path):
+    out = tmp_path / "w2.zarr"
+    r = generate(out, "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert_same(read(out), read(reference_store))
+    from metaal.store import store_status
+
+    assert len(store_status(str(out))["shards"]) == 2
+
+
+def test_shards_union_equals_single_run(reference_store, tmp_path):
+    out = tmp_path / "sh.zarr"
+    for i in range(3):
+        r = generate(out, "--shard", f"{i}/3")
+        assert r.exit_code == 0, r.output
+    assert_same(read(out), read(reference_store))
+
+
+def test_resume_after_sigkill_gives_identical_store(reference_store, tmp_path):
+    out = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "metaal.cli", "generate", *SMALL, "--episodes", "3", "--out", str(out)]
+    env = {**os.environ, "METAAL_THREADS": "1"}
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(2.5, 6.0)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 1
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert_same(read(out), read(reference_store))
+
+
+def test_rollin_mixture_and_strategy(tmp_path):
+    r = generate(tmp_path / "mix.zarr", "--rollin", "margin", "--beta", "0.0", episodes=2)
+    assert r.exit_code == 0, r.output
+    t = read(tmp_path / "mix.zarr")
+    assert (t.steps["action"] != t.steps["expert_action"]).any()
+    # margin roll-in takes the smallest-margin candidate first in each round
+    first = np.flatnonzero(t.steps["mask"].sum(1) == 8)
+    margins = np.where(t.steps["mask"][first], t.steps["candidates"][first, :, 1], np.inf)
+    np.testing.assert_array_equal(t.steps["action"][first], margins.argmin(1))
+
+
+def test_features_never_read_candidate_labels():
+    from metaal.acquisition.features import FeatureExtractor
+    from metaal.learners import LearnerConfig
+    from metaal.loop import LoopConfig, new_state
+    from metaal.tasks import load_task
+
+    task = load_task("sklearn:wine", 0)
+    state = new_state(task, LearnerConfig(steps=10), LoopConfig(6, 20, 5), seed=0, device="cpu")
+    cands = state.unlabelled[:10]
+    before = FeatureExtractor(state, cands).features(5)
+    y = task.y.copy()
+    unl = state.unlabelled
+    y[unl] = np.random.default_rng(1).permutation(y[unl])
+    y[task.val] = 0
+    y[task.test] = 1
+    object.__setattr__(task, "y", y)  # same task, other labels for every row the policy may not see
+    state._cache.clear()
+    after = FeatureExtractor(state, cands).features(5)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--candidates", "500"], "larger than the unlabelled pool"),
+        (["--budget", "5000"], "too few samples"),
+        (["--query-size", "0"], "query-size"),
+        (["--episodes", "0"], "--episodes"),
+        (["--rollin", "nonsense"], "unknown strategy"),
+        (["--beta", "1.5"], "--beta"),
+        (["--shard", "3/2"], "--shard"),
+        (["--shard", "0/2", "--workers", "2"], "conflict"),
+    ],
+)
+def test_generate_bad_inputs(tmp_path, extra, needle):
+    r = generate(tmp_path / "bad.zarr", *extra, episodes=1)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_settings_mismatch_refused_unless_overwrite(reference_store, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy.zarr"
+    shutil.copytree(reference_store, out)
+    r = generate(out, "--oracle-lr", "0.01")
+    assert r.exit_code == 2 and "different" in r.output.lower() or "oracle" in r.output
+    r = generate(out, "--oracle-lr", "0.01", "--overwrite", episodes=1)
+    assert r.exit_code == 0, r.output
+    assert read(out).n_episodes == 1
+
+
+def test_unwritable_store_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = generate(blocker / "s.zarr", episodes=1)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_inspect_store(reference_store):
+    r = CliRunner().invoke(cli, ["inspect", str(reference_store)])
+    assert r.exit_code == 0, r.output
+    for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v1"):
+        assert needle in r.output
