@@ -1,0 +1,165 @@
+"""Quality study: which levers make the learned policy good, measured on tuning tasks only.
+
+Every variant generates its own store on the source tasks, distils a policy and evaluates
+it on *tuning* targets (unseen synthetic instances).  The reported targets of `metaal run`
+(sklearn:digits, sklearn:breast_cancer) are never used here, so choosing defaults from this
+table does not tune on the tasks the README reports.
+
+    python scripts/study.py --out runs/study            # all variants, writes docs/results.md
+    python scripts/study.py --only base,bc --workers 2  # a subset, two processes
+
+Variants run in parallel processes (one torch thread each); finished stages are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+from dataclasses import replace
+from pathlib import Path
+
+TUNING_TARGETS = ["synthetic:seed=9001", "synthetic:seed=9002", "synthetic:seed=9003", "synthetic:seed=9004"]
+STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
+
+
+def variants() -> dict[str, dict]:
+    """name -> changes to the default study (see metaal.run.default_study)."""
+    return {
+        "base": {},
+        "bc": {"distill": {"algo": "bc"}},
+        "cql": {"distill": {"algo": "cql"}},
+        "synthetic-only": {"sources": ["synthetic"]},
+        "real-only": {"sources": ["sklearn:wine", "sklearn:iris"]},
+        "K16": {"generate": {"candidates": 16}},
+        "first-order": {"generate": {"oracle": {"mode": "first-order"}}},
+        "rollin-margin": {"generate": {"rollin": "margin", "beta": 0.5}},
+        "dagger": {"dagger": True},
+        "more-episodes": {"generate": {"episodes": 48}},
+    }
+
+
+def build(name: str, change: dict, episodes: int | None, seeds: int):
+    from metaal.evaluate import EvalConfig
+    from metaal.loop import LoopConfig
+    from metaal.run import default_study
+
+    study = default_study()
+    study.sources = change.get("sources", study.sources)
+    study.targets = list(TUNING_TARGETS)
+    gen = dict(change.get("generate", {}))
+    if "oracle" in gen:
+        gen["oracle"] = {**study.generate.oracle, **gen["oracle"]}
+    study.generate = replace(study.generate, tasks=study.sources, **gen)
+    if episodes and "episodes" not in gen:
+        study.generate = replace(study.generate, episodes=episodes)
+    study.distill = replace(study.distill, **change.get("distill", {}))
+    study.evaluate = EvalConfig(tasks=list(TUNING_TARGETS), strategies=list(STRATEGIES), seeds=seeds,
+                                loop=LoopConfig(10, 100, 10), learner=study.evaluate.learner)
+    return study
+
+
+def run_variant(args) -> dict:
+    name, change, out, episodes, seeds = args
+    import torch
+
+    torch.set_num_threads(1)
+    from metaal.run import run_study
+
+    out = Path(out) / name
+    study = build(name, change, episodes, seeds)
+    log = []
+    if change.get("dagger"):
+        # DAgger-style: a first policy from expert roll-in, then a second store whose roll-in
+        # mixes that policy with the expert, distilled together with the first.
+        run_study(study, out / "iter0", progress=False, echo=log.append)
+        from metaal.distill import distill
+        from metaal.generate import generate
+
+        gen2 = replace(study.generate, rollin=f"policy:{out / 'iter0' / 'policy'}", beta=0.5, seed=study.generate.seed + 1)
+        generate(gen2, str(out / "store1.zarr"), progress=False)
+        distill([str(out / "iter0" / "store.zarr"), str(out / "store1.zarr")], study.distill, out / "policy", progress=False)
+        from metaal.evaluate import transfer_eval
+
+        results = transfer_eval(replace(study.evaluate, policy=str(out / "policy")), out / "results", progress=False)
+        policy_dir = out / "policy"
+    else:
+        results = run_study(study, out, progress=False, echo=log.append)
+        policy_dir = out / "policy"
+    meta = json.loads((policy_dir / "metaal-policy.json").read_text())
+    return {"name": name, "change": change, "results": results, "validation": meta.get("validation")}
+
+
+def summarise(row: dict) -> dict:
+    res = row["results"]
+    by = {}
+    for s in res["summary"]:
+        by.setdefault(s["strategy"], []).append(s["aulc_mean"])
+    mean = {k: sum(v) / len(v) for k, v in by.items()}
+    heur = {k: v for k, v in mean.items() if k not in ("policy", "random", "oracle")}
+    best = max(heur, key=heur.get)
+    rep = res.get("policy_report", {})
+    beats_random = sum(1 for t in rep.get("tasks", []) if t["vs"]["random"]["mean_difference"] > 0)
+    val = (row.get("validation") or {}).get("policy") or {}
+    return {
+        "variant": row["name"],
+        "policy": mean.get("policy"),
+        "random": mean.get("random"),
+        "best_heuristic": f"{best} {heur[best]:.4f}",
+        "policy_minus_best": mean.get("policy", float("nan")) - heur[best],
+        "mean_rank": rep.get("mean_rank", {}).get("policy"),
+        "beats_random": f"{beats_random}/{len(rep.get('tasks', []))}",
+        "val_agreement": val.get("agreement"),
+        "val_regret": val.get("regret"),
+    }
+
+
+def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
+    lines = [
+        "# What was tried for the learned policy",
+        "",
+        "Generated by `python scripts/study.py` (tuning targets only: " + ", ".join(TUNING_TARGETS) + "; "
+        f"{seeds} seeds, initial 10, budget 100, query size 10, MLP). Mean AULC over the tuning targets; "
+        "mean rank among all non-oracle strategies; validation agreement/regret on held-out source episodes.",
+        "",
+        "| variant | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['policy']:.4f} | {r['random']:.4f} | {r['best_heuristic']} | {r['policy_minus_best']:+.4f} | "
+            f"{r['mean_rank']:.2f} | {r['beats_random']} | {_f(r['val_agreement'])} | {_f(r['val_regret'])} |"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _f(v):
+    return "–" if v is None else f"{v:.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/study")
+    ap.add_argument("--only", default=None, help="comma list of variant names")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--episodes", type=int, default=None, help="override the default episode count")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--markdown", default="docs/results.md")
+    args = ap.parse_args()
+    todo = variants()
+    if args.only:
+        todo = {k: todo[k] for k in args.only.split(",")}
+    jobs = [(name, change, args.out, args.episodes, args.seeds) for name, change in todo.items()]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
+    for r in rows:
+        print(json.dumps(r))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "study.json").write_text(json.dumps(rows, indent=2))
+    write_markdown(rows, Path(args.markdown), args.seeds)
+    print(f"wrote {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
