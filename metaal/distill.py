@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
+from metaal.io import json_default
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
@@ -513,7 +514,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         }
         meta = _clean(meta)
         torch.save({k: v.detach().cpu() for k, v in scorer.state_dict().items()}, tmp / SCORER_FILE)
-        (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=2, default=_json_default, allow_nan=False) + "\n")
+        (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=2, default=json_default, allow_nan=False) + "\n")
         _commit(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -533,12 +534,3 @@ def _clean(o):
         return int(o)
     return o
 
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return None if np.isnan(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
