@@ -111,13 +111,15 @@ def _learner_config(p: dict):
 
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
-             "warm_start", "device", "data_root", "label_column", "policy", "oracle"}
+             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "oracle"}
 
 
 @cli.command("transfer-eval")
 @click.option("--tasks", help="Comma list of task specs (see `metaal datasets`).")
 @click.option("--strategies", default="random,margin,entropy,least_confidence,bald,coreset,badge", show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
 @click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
+@click.option("--policy-candidates", type=int, default=None,
+              help="Let the policy score this many random unlabelled items per round (default: the whole pool).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
@@ -160,6 +162,7 @@ def transfer_eval(ctx, **p):
         label_column=p["label_column"],
         download=p["download"],
         policy=p["policy"],
+        policy_candidates=p["policy_candidates"],
         oracle=dict(p.get("oracle") or {}),
     )
     results = run(config, p["out"], progress=not p["quiet"])

@@ -45,6 +45,7 @@ from metaal.io import json_default
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
+GAIN_TARGETS = ("loss", "accuracy")
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
@@ -70,6 +71,7 @@ class DistillConfig:
     beta: float = 1e-3  # bc/bcq logit penalty (d3rlpy default 0.5)
     alpha: float = 1.0  # cql conservative weight
     action_flexibility: float = 0.3  # bcq imitator threshold
+    target: str = "loss"  # gain: which oracle gain is ranked ("loss", or "accuracy" with loss breaking ties)
     # torch threads while training (restored afterwards); None leaves torch's setting.  1 is the
     # safe default for these small networks: extra threads gain little and, when other processes
     # share the cores, oversubscription made training ~10x slower here (see scripts/bench_distill.py).
@@ -85,6 +87,8 @@ class DistillConfig:
             raise MetaalError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.lr <= 0:
             raise MetaalError(f"lr must be positive, got {self.lr}")
+        if self.target not in GAIN_TARGETS:
+            raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
 
@@ -221,12 +225,28 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def target_gain(steps: dict, target: str) -> np.ndarray:
+    """The oracle gain the regressor ranks.
+
+    Validation loss rewards confident, well-calibrated predictions as much as correct ones;
+    accuracy gain is what AULC measures, but it is coarse, so loss gain breaks its ties.
+    Without an accuracy gain (first-order oracle) the loss gain is used.
+    """
+    loss = np.asarray(steps["oracle_gain"], np.float64)
+    if target == "loss":
+        return loss
+    acc = np.asarray(steps["oracle_acc_gain"], np.float64)
+    spread = np.nanmax(np.abs(np.where(np.isfinite(loss), loss, np.nan)), axis=1, keepdims=True)
+    tie_break = 1e-3 * loss / np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    return np.where(np.isfinite(acc), acc + tie_break, loss)
+
+
 def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar) -> tuple[torch.nn.Module, dict]:
     from metaal.acquisition.networks import CandidateScorer
 
     st, _ = subset_steps(trajs.steps, train_ids)
     mask = np.asarray(st["mask"], bool)
-    gain = np.asarray(st["oracle_gain"], np.float64)
+    gain = target_gain(st, cfg.target)
     weight = mask & np.isfinite(gain)
     keep = weight.sum(1) >= 2  # a step with one valid candidate has no ranking to learn
     if not keep.any():

@@ -40,6 +40,7 @@ class EvalConfig:
     label_column: str = "label"
     download: bool = False  # torchvision: fetch missing data sets into data_root
     policy: str | None = None  # policy directory: adds the strategy "policy"
+    policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
     def to_dict(self) -> dict:
@@ -59,7 +60,7 @@ def _make_strategy(name: str, config: EvalConfig, device):
     if name == "policy":
         if not config.policy:
             raise MetaalError("strategy 'policy' needs --policy DIR")
-        return get_strategy(f"policy:{config.policy}")
+        return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
     return get_strategy(name)
@@ -78,7 +79,7 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
         "loop": asdict(config.loop),
         "learner": asdict(config.learner),
         "split": asdict(config.split),
-        "policy": _policy_fingerprint(config.policy) if strategy == "policy" else None,
+        "policy": [_policy_fingerprint(config.policy), config.policy_candidates] if strategy == "policy" else None,
         "oracle": config.oracle if strategy == "oracle" else None,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
