@@ -97,3 +97,21 @@ def test_run_rejects_overlapping_sources_and_targets(tmp_path):
     cfg.write_text('[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:iris"]\n')
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "overlap" in r.output
+
+
+def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
+    import shutil
+
+    import zarr
+
+    out, _ = quick_run
+    store = tmp_path / "other.zarr"
+    shutil.copytree(out / "store.zarr", store)
+    group = zarr.open_group(str(store), mode="r+")
+    schema = dict(group.attrs["schema"])
+    schema["version"] = 99
+    group.attrs["schema"] = schema
+    r = CliRunner().invoke(cli, ["distill", str(store), "--steps", "10", "--quiet", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 2, r.output
+    assert "schema" in r.output and len([ln for ln in r.output.splitlines() if ln.startswith("error:")]) == 1
+    assert not (tmp_path / "p").exists()
