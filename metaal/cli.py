@@ -111,7 +111,7 @@ def _learner_config(p: dict):
 
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
-             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "oracle"}
+             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist", "oracle"}
 
 
 @cli.command("transfer-eval")
@@ -120,6 +120,8 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
 @click.option("--policy-candidates", type=int, default=None,
               help="Let the policy score this many random unlabelled items per round (default: the whole pool).")
+@click.option("--policy-shortlist", type=int, default=3, show_default=True,
+              help="Policy batches: top N x query-size items by score, then farthest-point among them (0: by score only).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
@@ -163,6 +165,7 @@ def transfer_eval(ctx, **p):
         download=p["download"],
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
+        policy_shortlist=p["policy_shortlist"],
         oracle=dict(p.get("oracle") or {}),
     )
     results = run(config, p["out"], progress=not p["quiet"])

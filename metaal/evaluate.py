@@ -41,6 +41,10 @@ class EvalConfig:
     download: bool = False  # torchvision: fetch missing data sets into data_root
     policy: str | None = None  # policy directory: adds the strategy "policy"
     policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
+    # Batch diversity for the policy: shortlist the top (policy_shortlist x query size) items by score,
+    # then farthest-point among them; 0 picks one by one by score.  3 was best on the tuning tasks
+    # (scripts/study.py): mean AULC 0.623 against 0.598 without it.
+    policy_shortlist: int = 3
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
     def to_dict(self) -> dict:
@@ -60,7 +64,8 @@ def _make_strategy(name: str, config: EvalConfig, device):
     if name == "policy":
         if not config.policy:
             raise MetaalError("strategy 'policy' needs --policy DIR")
-        return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates)
+        return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates,
+                            shortlist=config.policy_shortlist or None)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
     return get_strategy(name)
@@ -79,7 +84,9 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
         "loop": asdict(config.loop),
         "learner": asdict(config.learner),
         "split": asdict(config.split),
-        "policy": [_policy_fingerprint(config.policy), config.policy_candidates] if strategy == "policy" else None,
+        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, config.policy_shortlist]
+        if strategy == "policy"
+        else None,
         "oracle": config.oracle if strategy == "oracle" else None,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -102,6 +109,10 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True) ->
 
     if not config.tasks:
         raise MetaalError("no task given (--tasks SPEC[,SPEC...])")
+    if config.policy_shortlist < 0:
+        raise MetaalError(f"--policy-shortlist must be 0 or more, got {config.policy_shortlist}")
+    if config.policy_candidates is not None and config.policy_candidates < 1:
+        raise MetaalError(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
     if config.seeds < 1:
         raise MetaalError(f"--seeds must be at least 1, got {config.seeds}")
     config.loop.validate()

@@ -60,7 +60,7 @@ _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracl
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column"}
 _DIS_KEYS = {"algo", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
-              "label_column", "oracle"}
+              "label_column", "oracle", "policy_candidates", "policy_shortlist"}
 
 
 def study_from_file(path: str | None, quick: bool = False) -> Study:
@@ -94,7 +94,8 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         tasks=study.targets,
         loop=_loop(ev.loop, e),
         learner=_learner(ev.learner, e),
-        **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle") if k in e},
+        **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle",
+                             "policy_candidates", "policy_shortlist") if k in e},
     )
     study.distill = replace(study.distill, **d)
     study.check()

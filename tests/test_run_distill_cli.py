@@ -115,3 +115,24 @@ def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
     assert r.exit_code == 2, r.output
     assert "schema" in r.output and len([ln for ln in r.output.splitlines() if ln.startswith("error:")]) == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_policy_shortlist_batches_are_diverse_and_distinct(quick_run):
+    from metaal.acquisition.policy import load_policy
+    from metaal.learners import LearnerConfig
+    from metaal.loop import LoopConfig, new_state
+    from metaal.tasks import load_task
+
+    out, _ = quick_run
+    state = new_state(load_task("sklearn:wine", 0), LearnerConfig(steps=10), LoopConfig(6, 20, 5), seed=0, device="cpu")
+    plain = load_policy(out / "policy").select(state, 5)
+    diverse = load_policy(out / "policy", shortlist=3).select(state, 5)
+    assert len(set(diverse.tolist())) == 5 and np.isin(diverse, state.unlabelled).all()
+    emb = state.pool_embedding()
+
+    def min_gap(idx):
+        d = np.linalg.norm(emb[idx][:, None] - emb[idx][None], axis=-1)
+        return d[~np.eye(len(idx), dtype=bool)].min()
+
+    assert min_gap(diverse) >= min_gap(plain) - 1e-9
+    assert np.array_equal(diverse, load_policy(out / "policy", shortlist=3).select(state, 5))

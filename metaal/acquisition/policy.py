@@ -28,13 +28,14 @@ class Policy(Strategy):
     description = "a distilled acquisition policy (metaal distill)"
 
     def __init__(self, scorer: torch.nn.Module, meta: dict, path: str | Path | None = None, device: str = "cpu",
-                 max_candidates: int | None = None, trust_pickle: bool = False):
+                 max_candidates: int | None = None, trust_pickle: bool = False, shortlist: int | None = None):
         self.scorer = scorer.to(device).eval()
         self.meta = meta
         self.path = None if path is None else Path(path)
         self.device = torch.device(device)
         self.max_candidates = max_candidates
         self.trust_pickle = trust_pickle
+        self.shortlist = shortlist  # if set: top shortlist*n by score, then farthest-point among them
 
     @property
     def algorithm(self) -> str:
@@ -54,6 +55,8 @@ class Policy(Strategy):
         from metaal.acquisition.features import FeatureExtractor
 
         fe = FeatureExtractor(state, cands)
+        if self.shortlist:
+            return self._diverse_batch(state, fe, cands, n)
         taken = np.zeros(len(cands), bool)
         picks = []
         for _ in range(n):
@@ -65,6 +68,17 @@ class Policy(Strategy):
             picks.append(pos)
             fe.mark_selected(pos)
         return cands[np.asarray(picks, dtype=np.int64)]
+
+    def _diverse_batch(self, state, fe, cands: np.ndarray, n: int) -> np.ndarray:
+        """Single-candidate scores are redundant within a batch: shortlist the best, then spread out."""
+        from metaal.acquisition.strategies import k_center_greedy
+
+        feats, ctx = fe.features(batch_size=n)
+        s = self.score(feats, ctx)
+        top = np.argsort(-s, kind="stable")[: max(n, int(self.shortlist) * n)]
+        emb = state.pool_embedding().astype(np.float64)
+        picks = k_center_greedy(emb[cands[top]], emb[state.labelled], n)
+        return cands[top[picks]]
 
     def d3rlpy_model(self):
         """The d3rlpy algorithm saved beside the scorer (a pickle: needs trust_pickle=True)."""
@@ -78,7 +92,8 @@ class Policy(Strategy):
         return load_d3rlpy_model(self.path / name, device=str(self.device))
 
 
-def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None) -> Policy:
+def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,
+                shortlist: int | None = None) -> Policy:
     """Load a policy directory written by ``metaal.distill`` (json + scorer.pt only)."""
     path = Path(path)
     meta_file = path / POLICY_FILE
@@ -118,4 +133,5 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
     except Exception as exc:  # corrupt file, refused pickle, wrong shapes
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MetaalError(f"{weights}: cannot load scorer weights ({msg[:200]})") from None
-    return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle)
+    return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle,
+                  shortlist=shortlist)
