@@ -27,6 +27,8 @@ def variants() -> dict[str, dict]:
     """name -> changes to the default study (see metaal.run.default_study)."""
     return {
         "base": {},
+        "gain-accuracy": {"distill": {"target": "accuracy"}},
+        "retrain-oracle": {"generate": {"oracle": {"mode": "retrain"}}},
         "bc": {"distill": {"algo": "bc"}},
         "cql": {"distill": {"algo": "cql"}},
         "synthetic-only": {"sources": ["synthetic"]},
@@ -36,6 +38,8 @@ def variants() -> dict[str, dict]:
         "rollin-margin": {"generate": {"rollin": "margin", "beta": 0.5}},
         "dagger": {"dagger": True},
         "more-episodes": {"generate": {"episodes": 48}},
+        "pool-sample-32": {"evaluate": {"policy_candidates": 32}},
+        "shortlist-3": {"evaluate": {"policy_shortlist": 3}},
     }
 
 
@@ -55,7 +59,8 @@ def build(name: str, change: dict, episodes: int | None, seeds: int):
         study.generate = replace(study.generate, episodes=episodes)
     study.distill = replace(study.distill, **change.get("distill", {}))
     study.evaluate = EvalConfig(tasks=list(TUNING_TARGETS), strategies=list(STRATEGIES), seeds=seeds,
-                                loop=LoopConfig(10, 100, 10), learner=study.evaluate.learner)
+                                loop=LoopConfig(10, 100, 10), learner=study.evaluate.learner,
+                                **{"policy_shortlist": 0, **change.get("evaluate", {})})  # variants differ from one plain base
     return study
 
 

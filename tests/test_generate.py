@@ -172,3 +172,17 @@ def test_inspect_store(reference_store):
     assert r.exit_code == 0, r.output
     for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v1"):
         assert needle in r.output
+
+
+def test_stores_with_other_rollins_read_together_without_losing_episodes(reference_store, tmp_path):
+    out = tmp_path / "mix.zarr"
+    assert generate(out, "--rollin", "random", "--beta", "0.5", episodes=2).exit_code == 0
+    from metaal.store import read_trajectories
+
+    a, b = read(reference_store), read(out)
+    both = read_trajectories([str(reference_store), str(out)])
+    assert both.n_episodes == a.n_episodes + b.n_episodes == 5
+    assert both.n_steps == a.n_steps + b.n_steps
+    assert len(np.unique(both.steps["episode"])) == 5
+    np.testing.assert_array_equal(both.steps["candidates"][: a.n_steps], a.steps["candidates"])
+    np.testing.assert_array_equal(both.steps["candidates"][a.n_steps :], b.steps["candidates"])

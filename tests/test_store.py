@@ -231,7 +231,11 @@ def test_shards_and_root_read_as_one(tmp_path):
     assert {k: v["episodes"] for k, v in st["shards"].items()} == {"root": 2, "w1": 3, "w2": 3, "w3": 2}
     assert fingerprint(path) == fingerprint(single)
     # a list of paths reads as one too (duplicates across paths counted once)
-    assert_trajectories_equal(read_trajectories([str(single), str(path)]), range(8))
+    # two stores read together: nothing is dropped, the second store's ids are shifted past the first's
+    both = read_trajectories([str(single), str(path)])
+    assert both.n_episodes == 16 and both.n_steps == 2 * tr.n_steps
+    assert both.episodes["id"].tolist() == list(range(16))
+    np.testing.assert_array_equal(both.steps["candidates"][tr.n_steps :], tr.steps["candidates"])
     zarr.open_group(str(path / "shards" / "w1"), mode="r")["steps/action"]  # plain zarr reaches a shard
 
 

@@ -39,6 +39,8 @@ from metaal.store.records import EPISODE_FIELDS, FORMAT, FORMAT_VERSION, STEP_AR
 
 # Root attrs that define a store's identity: a writer may only add to a store whose identity matches.
 IDENTITY_KEYS = ("format_version", "schema", "feature_names", "context_names", "K", "oracle", "config")
+# What several stores must share to be read (and distilled) together.
+SCHEMA_KEYS = ("format_version", "schema", "feature_names", "context_names", "K")
 REQUIRED_ATTRS = ("feature_names", "context_names", "schema", "K", "oracle", "config", "versions")
 
 ROOT_NAME = "root"  # the root group's name in store_status
@@ -485,23 +487,31 @@ def read_trajectories(paths) -> Trajectories:
     """Every committed episode of one or several stores (root and all shards), ordered by episode id.
 
     Steps are ordered by (episode id, step); ``episodes["first_step"]`` indexes the returned arrays.
-    An episode id present in several groups is returned once (the first copy: root, then shards by name,
-    then later paths).  Rows a running or killed writer has not committed are not returned.
+    Within one store, an episode id present in several groups is returned once (the first copy: root,
+    then shards by name).  Several stores (e.g. DAgger iterations with different roll-ins) only need the
+    same feature schema and K; each later store's episode ids are shifted past the earlier ones so that
+    none is mistaken for a duplicate.  Rows a running or killed writer has not committed are not returned.
     """
     plist = _as_paths(paths)
     attrs0 = None
     groups = []  # (label, table, steps dict)
+    id_offset = 0
     for path in plist:
         attrs = _load_root_attrs(path)
         if attrs0 is None:
             attrs0 = attrs
         else:
-            diff = _identity_diff(attrs0, attrs)
+            diff = [k for k in SCHEMA_KEYS if _jsonable(attrs0.get(k)) != _jsonable(attrs.get(k))]
             if diff:
                 raise MetaalError(
                     f"trajectory store {path} differs from {plist[0]} in {', '.join(diff)}; cannot read them together"
                 )
+        next_offset = id_offset
         for name, gdir, table in _tables(path):
+            if id_offset:
+                table = {**table, "id": table["id"] + id_offset}
+            if len(table["id"]):
+                next_offset = max(next_offset, int(table["id"].max()) + 1)
             end = _committed_end(table)
             steps = {}
             for s in _STEP_NAMES:
@@ -511,7 +521,10 @@ def read_trajectories(paths) -> Trajectories:
                         f"trajectory store {path}: {gdir.relative_to(path) / 'steps' / s} has {arr.shape[0]} rows, fewer than the {end} committed steps"
                     )
                 steps[s] = _read(path, arr, end, str(gdir.relative_to(path) / "steps" / s))
+            if id_offset:
+                steps["episode"] = (steps["episode"].astype(np.int64) + id_offset).astype(np.int32)
             groups.append((f"{path}:{name}", table, steps))
+        id_offset = next_offset
 
     K, F, G = _dims(attrs0)
     keep, _ = _dedup([(g[0], g[1]) for g in groups])
