@@ -183,7 +183,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     steps = {k: np.asarray(v, dtype=dtypes[k]) for k, v in rows.items()}
     return EpisodeRecord(
         episode_id=episode_id,
-        task=task.spec if not spec.startswith("synthetic") else _synthetic_name(spec, seed),
+        task=task.spec,  # for synthetic specs: the resolved parameters of this instance
         seed=seed,
         model=state.learner.kind,
         steps=steps,
@@ -191,12 +191,6 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         aulc=float(np.mean(test_acc)),
         final_val_accuracy=float(val_acc),
     )
-
-
-def _synthetic_name(spec: str, seed: int) -> str:
-    from metaal.tasks import load_dataset
-
-    return load_dataset(spec, instance_seed=seed).spec
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -129,6 +129,10 @@ class Learner:
     @torch.no_grad()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self.net.eval()
+        return self._proba(X)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        """Softmax outputs in whatever train/eval mode the modules are in."""
         out = [F.softmax(self.net(xb), dim=1).cpu().numpy() for xb in self._batches(X)]
         return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
 
@@ -149,14 +153,10 @@ class Learner:
                 m.train()
         try:
             with seeded(derive_seed(self.seed, seed, 4), self.device):
-                out = np.stack([self.predict_proba_train_mode(X) for _ in range(T)])
+                out = np.stack([self._proba(X) for _ in range(T)])
         finally:
             self.net.eval()
         return out
-
-    def predict_proba_train_mode(self, X: np.ndarray) -> np.ndarray:
-        out = [F.softmax(self.net(xb), dim=1).cpu().numpy() for xb in self._batches(X)]
-        return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
 
     @torch.no_grad()
     def grad_embedding(self, X: np.ndarray) -> np.ndarray:
