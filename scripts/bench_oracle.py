@@ -1,9 +1,11 @@
 """Benchmark the batched lookahead oracle against the per-candidate reference loop.
 
-For each model and K it times ``lookahead_gains`` (torch.func, all K candidates batched) and
-``reference_gains`` (deepcopy + torch.optim per candidate) in finetune mode, and reports
-candidates per second, the speed-up, the largest gain difference between the two, the achieved
-GFLOP/s of the batched run (analytic FLOP count) and a float32 GEMM peak measured in the same run.
+For each model and K it times ``lookahead_gains`` (all K candidates batched, with the kernel
+the oracle picks by default: the fused MLP kernel where it applies, torch.func elsewhere), the
+generic torch.func kernel on its own, and ``reference_gains`` (deepcopy + torch.optim per
+candidate) in finetune mode.  It reports candidates per second, the speed-up over the reference,
+the fused-over-torch.func ratio, the largest gain difference, the achieved GFLOP/s of the batched
+run (analytic FLOP count) and a float32 GEMM peak measured in the same run.
 
 The reference cost per candidate does not depend on K, so for large K only the first
 ``--ref-max`` candidates go through the reference and its rate is taken from them (the table
@@ -112,6 +114,7 @@ def bench_row(model: str, k: int, device: torch.device, config: OracleConfig, re
     lookahead_gains(learner, Xl, yl, Xc[:2], yc[:2], Xv, yv, config, seed=1)
     reference_gains(learner, Xl, yl, Xc[:1], yc[:1], Xv, yv, config, seed=1)
     t_batched, res_b = timed(lambda: lookahead_gains(learner, Xl, yl, Xc, yc, Xv, yv, config, seed=1), device, repeats)
+    t_func, res_f = timed(lambda: lookahead_gains(learner, Xl, yl, Xc, yc, Xv, yv, config, seed=1, kernel="func"), device, repeats)
     t_ref, res_r = timed(
         lambda: reference_gains(learner, Xl, yl, Xc[:k_ref], yc[:k_ref], Xv, yv, config, seed=1), device, max(1, repeats // 2)
     )
@@ -119,6 +122,7 @@ def bench_row(model: str, k: int, device: torch.device, config: OracleConfig, re
         max(
             np.abs(res_b.loss_gain[:k_ref] - res_r.loss_gain).max(),
             np.abs(res_b.acc_gain[:k_ref] - res_r.acc_gain).max(),
+            np.abs(res_f.loss_gain[:k_ref] - res_r.loss_gain).max(),
         )
     )
     fwd = forward_flops_per_row(learner.net, learner.tensor(Xl[:1]))
@@ -130,6 +134,8 @@ def bench_row(model: str, k: int, device: torch.device, config: OracleConfig, re
         "reference_cps": k_ref / t_ref,
         "batched_cps": k / t_batched,
         "speedup": (k / t_batched) / (k_ref / t_ref),
+        "func_cps": k / t_func,
+        "fused_over_func": t_func / t_batched,
         "max_abs_diff": diff,
         "gflops": flops / t_batched / 1e9,
         "gemm_peak_gflops": peak,
@@ -160,7 +166,8 @@ def main(argv=None) -> int:
     peak = gemm_peak(device)
 
     rows = []
-    header = f"{'model':<5} {'K':>4} {'ref cand/s':>11} {'batched cand/s':>15} {'speed-up':>9} {'max|diff|':>10} {'GFLOP/s':>8} {'GEMM peak':>10}"
+    header = (f"{'model':<5} {'K':>4} {'ref cand/s':>11} {'batched cand/s':>15} {'speed-up':>9} {'func cand/s':>12} "
+              f"{'batched/func':>13} {'max|diff|':>10} {'GFLOP/s':>8} {'GEMM peak':>10}")
     print(f"device {device}, threads {torch.get_num_threads()}, finetune S={config.steps}, batch {config.batch_size}, "
           f"|L|=100, |val|=300; reference timed on the first min(K, {ref_max}) candidates and scaled")
     print(header)
@@ -171,8 +178,10 @@ def main(argv=None) -> int:
             rows.append(row)
             scaled = "*" if row["reference_candidates_timed"] < k else " "
             print(f"{model:<5} {k:>4} {row['reference_cps']:>10.1f}{scaled} {row['batched_cps']:>15.1f} {row['speedup']:>8.1f}x "
+                  f"{row['func_cps']:>12.1f} {row['fused_over_func']:>12.2f}x "
                   f"{row['max_abs_diff']:>10.1e} {row['gflops']:>8.2f} {row['gemm_peak_gflops']:>10.1f}", flush=True)
     print("* reference rate from a subset of the candidates (its cost per candidate does not depend on K)")
+    print("batched = the oracle's default kernel (fused for the MLP, torch.func for the CNN); func = torch.func alone")
     result = {
         "rows": rows,
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",

@@ -90,6 +90,51 @@ def test_batched_matches_reference(request, case_name, mode):
     assert np.ptp(batched.loss_gain) > 0  # not trivially equal
 
 
+@pytest.mark.parametrize("mode", ["finetune", "retrain"])
+def test_mlp_torch_func_kernel_matches_reference(mlp_case, mode):
+    """The MLP takes the fused kernel by default; the generic torch.func path must agree too."""
+    config = small(mode)
+    learner, lab, cand, val = mlp_case
+    func = lookahead_gains(learner, *lab, *cand, *val, config, 7, kernel="func")
+    fused = lookahead_gains(learner, *lab, *cand, *val, config, 7, kernel="fused")
+    assert_close(func, gains(reference_gains, mlp_case, config), mode)
+    np.testing.assert_allclose(fused.loss_gain, func.loss_gain, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fused.acc_gain, func.acc_gain, rtol=0, atol=1e-6)
+
+
+def test_fused_kernel_on_an_mlp_over_images_and_tiny_labelled_sets(cnn_case):
+    """Image rows through an MLP are flattened; with one labelled row the batch is that row + the candidate."""
+    _, (Xl, yl), (Xc, yc), (Xv, yv) = cnn_case
+    learner = Learner(LearnerConfig(model="mlp", hidden=16, steps=5, batch_size=8), (1, 12, 12), 4, seed=2)
+    learner.fit(Xl, yl, round_seed=0)
+    for n_lab in (1, 30):
+        for mode in ("finetune", "retrain"):
+            args = (learner, Xl[:n_lab], yl[:n_lab], Xc, yc, Xv, yv, small(mode), 5)
+            assert_close(lookahead_gains(*args, kernel="fused"), reference_gains(*args), mode)
+
+
+def test_kernel_choice_errors(cnn_case):
+    learner, lab, cand, val = cnn_case
+    with pytest.raises(MetaalError, match="plain MLP"):
+        lookahead_gains(learner, *lab, *cand, *val, small("finetune"), 0, kernel="fused")
+    with pytest.raises(MetaalError, match="unknown oracle kernel"):
+        lookahead_gains(learner, *lab, *cand, *val, small("finetune"), 0, kernel="cuda")
+
+
+def test_fused_plan_accepts_only_plain_mlps():
+    from metaal.learners.models import build_model
+    from metaal.oracle.fused import plan
+    from metaal.oracle.lookahead import MaskedDropout, lookahead_copy
+
+    mlp = lookahead_copy(build_model("mlp", (8,), 3, hidden=4, dropout=0.2))
+    ops, names = plan(mlp, MaskedDropout)
+    assert [o.kind for o in ops] == ["linear", "relu", "mask", "linear", "relu", "mask", "linear"]
+    assert names == [n for n, _ in mlp.named_parameters()]
+    assert plan(lookahead_copy(build_model("cnn", (1, 8, 8), 3, hidden=4, dropout=0.2)), MaskedDropout) is None
+    mlp.body.append(torch.nn.Tanh())  # an activation the fused path does not know
+    assert plan(mlp, MaskedDropout) is None
+
+
 @pytest.mark.parametrize("mode", ORACLE_MODES)
 def test_chunked_equals_unchunked(mlp_case, mode):
     whole = gains(lookahead_gains, mlp_case, small(mode))

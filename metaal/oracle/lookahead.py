@@ -13,8 +13,11 @@ and measures how much a validation metric on the oracle-validation split improve
 
 How the K copies are batched: the parameters are stacked along a leading candidate axis
 (``(Kc, *shape)``) and ``torch.func.vmap`` runs ``grad`` of ``functional_call`` over that axis;
-the labelled minibatch and the validation rows are shared (``in_dims=None``).  Candidates are
-processed in chunks of ``chunk`` so memory stays bounded (see :func:`auto_chunk`).
+the labelled minibatch and the validation rows are shared (``in_dims=None``).  Plain MLPs take a
+hand-written path instead (:mod:`metaal.oracle.fused`: batched matrix products with the SGD step
+folded in, step 0 shared by all copies), 1.6-1.8x faster on CPU than torch.func and equal to it
+to float32 rounding.  Candidates are processed in chunks of ``chunk`` so memory stays bounded
+(see :func:`auto_chunk`).
 
 Common random numbers (CRN).  Every candidate sees the same minibatch order (one index schedule
 from a ``torch.Generator`` seeded by ``seed``, :func:`minibatch_schedule`) and the *same dropout
@@ -54,6 +57,8 @@ from torch.func import functional_call, grad, vmap
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
 from metaal.learners.learner import Learner, derive_seed
+from metaal.oracle.fused import FusedMLP
+from metaal.oracle.fused import plan as fused_plan
 
 ORACLE_MODES = ("finetune", "retrain", "first-order")
 
@@ -297,18 +302,30 @@ def val_block(chunk: int, act_per_row: int, n_val: int, device: torch.device) ->
 
 
 # ============================================================================ batched lookahead
-def lookahead_gains(learner: Learner, X_lab, y_lab, X_cand, y_cand, X_val, y_val, config: OracleConfig, seed: int) -> OracleResult:
-    """Gains of every candidate, all K lookaheads batched with torch.func (see the module docstring)."""
+KERNELS = ("auto", "fused", "func")
+
+
+def lookahead_gains(
+    learner: Learner, X_lab, y_lab, X_cand, y_cand, X_val, y_val, config: OracleConfig, seed: int, kernel: str = "auto"
+) -> OracleResult:
+    """Gains of every candidate, all K lookaheads batched (see the module docstring).
+
+    ``kernel``: ``func`` = torch.func for any network; ``fused`` = the hand-written MLP path of
+    :mod:`metaal.oracle.fused` (an error for other networks); ``auto`` = fused where it applies.
+    Both give the same gains to float32 rounding, so the choice is not part of a store's identity.
+    """
     if not isinstance(config, OracleConfig):
         raise MetaalError(f"oracle config must be an OracleConfig, got {type(config).__name__}")
+    if kernel not in KERNELS:
+        raise MetaalError(f"unknown oracle kernel '{kernel}' (choose from {', '.join(KERNELS)})")
     inputs = prepare_inputs(learner, X_lab, y_lab, X_cand, y_cand, X_val, y_val)
     if inputs.k == 0:
         return empty_result(config.mode)
-    return _Batched(learner, inputs, config, int(seed)).run()
+    return _Batched(learner, inputs, config, int(seed), kernel).run()
 
 
 class _Batched:
-    def __init__(self, learner: Learner, inputs: Inputs, config: OracleConfig, seed: int):
+    def __init__(self, learner: Learner, inputs: Inputs, config: OracleConfig, seed: int, kernel: str = "auto"):
         self.learner, self.inputs, self.config, self.seed = learner, inputs, config, seed
         self.device = learner.device
         self.net = lookahead_copy(learner.net)
@@ -316,6 +333,13 @@ class _Batched:
         self.buffers = {n: b.detach() for n, b in self.net.named_buffers()}
         self.n_params = sum(p.numel() for p in self.net.parameters())
         self.n_classes = learner.n_classes
+        self.fused = None
+        if kernel != "func" and config.mode != "first-order":
+            found = fused_plan(self.net, MaskedDropout)
+            if found is not None and set(found[1]) == set(self.param_names) and not self.buffers:
+                self.fused = FusedMLP(*found)
+            elif kernel == "fused":
+                raise MetaalError("oracle kernel 'fused' needs a plain MLP (Linear/ReLU/Dropout); use 'auto' or 'func'")
 
     # ------------------------------------------------------------------ functional pieces
     def _forward(self, params, x):
@@ -352,6 +376,8 @@ class _Batched:
         Xv, yv = self.inputs.X_val, self.inputs.y_val
         kc = next(iter(params.values())).shape[0]
         block = val_block(kc, self.act_per_row, len(yv), self.device)
+        if self.fused is not None:
+            return self.fused.val_stats(params, Xv.reshape(len(yv), -1), yv, block)
         forward = vmap(self._forward, in_dims=(0, None))
         loss = torch.zeros(kc, device=self.device)
         correct = torch.zeros(kc, device=self.device)
@@ -388,9 +414,9 @@ class _Batched:
         chunk = self.config.chunk or auto_chunk(k, self.n_params, copies, len(probe_x), self.act_per_row, self.device)
         loss_after = torch.empty(k, device=self.device)
         acc_after = torch.empty(k, device=self.device)
+        train = self._finetune if mode == "finetune" else self._retrain
         for s in range(0, k, chunk):
             sl = slice(s, min(k, s + chunk))
-            train = self._finetune if mode == "finetune" else self._retrain
             params = train(start, self.inputs.X_cand[sl], self.inputs.y_cand[sl], schedule, masks)
             loss_after[sl], acc_after[sl] = self._val_stats(params)
         loss_gain = (before_loss - loss_after).cpu().numpy().astype(np.float32)
@@ -406,9 +432,16 @@ class _Batched:
         return vmap(grad(self._batch_loss), in_dims=(0, None, None, 0, 0), randomness="error")
 
     def _finetune(self, start, xc, yc, schedule, masks):
+        lr, Xl, yl = self.config.lr, self.inputs.X_lab, self.inputs.y_lab
+        if self.fused is not None:
+            flat = Xl.reshape(len(yl), -1)
+            xc = xc.reshape(len(yc), -1)
+            params = self.fused.shared_first_step(start, flat[schedule[0]], yl[schedule[0]], xc, yc, masks[0], lr)
+            for t in range(1, len(schedule)):
+                self.fused.sgd_step(params, flat[schedule[t]], yl[schedule[t]], xc, yc, masks[t], lr)
+            return params
         params = self._stack(start, len(yc))
-        grad_fn, lr = self._grad_fn(), self.config.lr
-        Xl, yl = self.inputs.X_lab, self.inputs.y_lab
+        grad_fn = self._grad_fn()
         for t in range(len(schedule)):
             idx = schedule[t]
             set_lookahead_mode(self.net)
@@ -426,13 +459,17 @@ class _Batched:
         params = self._stack(start, len(yc))
         exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
-        grad_fn = self._grad_fn()
         Xl, yl = self.inputs.X_lab, self.inputs.y_lab
+        grad_fn = self._grad_fn() if self.fused is None else None
+        flat, xf = Xl.reshape(len(yl), -1), xc.reshape(len(yc), -1)
         for t in range(len(schedule)):
             idx = schedule[t]
-            set_lookahead_mode(self.net)
-            set_masks(self.net, masks[t])
-            g = grad_fn(params, Xl[idx], yl[idx], xc, yc)
+            if self.fused is not None:
+                g = self.fused.gradients(params, flat[idx], yl[idx], xf, yc, masks[t])
+            else:
+                set_lookahead_mode(self.net)
+                set_masks(self.net, masks[t])
+                g = grad_fn(params, Xl[idx], yl[idx], xc, yc)
             step = t + 1
             bias_correction1 = 1 - beta1**step
             bias_correction2 = 1 - beta2**step
