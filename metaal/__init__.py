@@ -30,6 +30,10 @@ _EXPORTS = {
     "DistillConfig": "metaal.distill",
     "distill": "metaal.distill",
     "load_policy": "metaal.acquisition.policy",
+    "select_next": "metaal.select",
+    "rank_pool": "metaal.select",
+    "Selection": "metaal.select",
+    "load_pool": "metaal.select",
     "run_study": "metaal.run",
     "default_study": "metaal.run",
 }

@@ -77,71 +77,116 @@ _KNN = 10
 
 
 class FeatureExtractor:
-    """Computes features for one round; model outputs are cached in the state, distances here."""
+    """Computes features for one round; model outputs are cached in the state, distances here.
+
+    ``FeatureExtractor(state, candidates)`` reads an ``ALState``; ``FeatureExtractor.from_arrays``
+    takes the same inputs as plain arrays, so that a caller can stream a large pool and hand over
+    only the rows the features need (candidates, a pool sample, the labelled set).
+    """
 
     def __init__(self, state: ALState, candidates: np.ndarray):
-        self.state = state
-        self.candidates = np.asarray(candidates, dtype=np.int64)
-        C = state.task.n_classes
-        self._logC = np.log(C)
+        candidates = np.asarray(candidates, dtype=np.int64)
         proba = state.pool_proba()
         unl = state.unlabelled
         rng = state.rng(17)
         sample = unl if len(unl) <= _POOL_SAMPLE else rng.choice(unl, _POOL_SAMPLE, replace=False)
         emb = state.pool_embedding()
-        e_sample = emb[sample].astype(np.float64)
+        self._build(
+            candidates=candidates,
+            n_classes=state.task.n_classes,
+            proba=proba[candidates],
+            mc_proba=state.mc_proba(candidates),
+            embedding=emb[candidates],
+            grad_norm=np.linalg.norm(state.grad_embedding(candidates), axis=1),
+            sample=sample,
+            sample_embedding=emb[sample],
+            sample_grad_norm=np.linalg.norm(state.grad_embedding(sample[: min(len(sample), 256)]), axis=1),
+            labelled_embedding=emb[state.labelled],
+            labelled_y=state.task.y[state.labelled],
+            pool_margin=scores.margin(proba[unl]),
+            pool_entropy=float(np.mean(scores.entropy(proba[unl]) / np.log(state.task.n_classes))) if len(unl) else 0.0,
+            budget_used=state.budget_used,
+            labelled_stats=state.labelled_stats(),
+        )
+
+    @classmethod
+    def from_arrays(cls, **arrays) -> FeatureExtractor:
+        """Build from arrays (keywords as in ``_build``) instead of an ``ALState``."""
+        fe = cls.__new__(cls)
+        fe._build(**arrays)
+        return fe
+
+    def _build(self, *, candidates, n_classes, proba, mc_proba, embedding, grad_norm, sample, sample_embedding,
+               sample_grad_norm, labelled_embedding, labelled_y, pool_margin, pool_entropy, budget_used, labelled_stats):
+        """Every input the features read.
+
+        candidates (n,) and sample (S,) are row ids in one index space (only used to tell a candidate
+        from itself in the sample); proba (n, C), mc_proba (T, n, C), embedding (n, E) and grad_norm (n,)
+        belong to the candidates; sample_embedding (S, E) and sample_grad_norm (<= S,) to a uniform
+        sample of the unlabelled pool; labelled_embedding (L, E) and labelled_y (L,) class ids to the
+        labelled set; pool_margin holds the margins of the whole unlabelled pool, pool_entropy its mean
+        normalised entropy; labelled_stats = (train loss, train accuracy).
+        """
+        self.candidates = np.asarray(candidates, dtype=np.int64)
+        sample = np.asarray(sample, dtype=np.int64)
+        C = int(n_classes)
+        self._logC = np.log(C)
+        e_sample = np.asarray(sample_embedding).astype(np.float64)
         # Scale: median distance from a sample point to its nearest other sample point.
-        d_ss = np.sqrt(_sq(e_sample, e_sample))
+        d_ss = _sq(e_sample, e_sample)  # squared: sqrt is monotone, so the nearest distance is sqrt(min)
         np.fill_diagonal(d_ss, np.inf)
-        nn = d_ss.min(axis=1)
+        nn = np.sqrt(d_ss.min(axis=1))
         self._scale = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 1.0
         self._scale = self._scale if self._scale > 1e-12 else 1.0
 
-        p = proba[self.candidates]
-        mc = state.mc_proba(self.candidates)
-        e_c = emb[self.candidates].astype(np.float64)
-        d_cs = np.sqrt(_sq(e_c, e_sample))
+        p = np.asarray(proba)
+        e_c = np.asarray(embedding).astype(np.float64)
+        d_cs = _sq(e_c, e_sample)  # squared until the k nearest are known (sqrt is monotone)
         d_cs[self.candidates[:, None] == sample[None, :]] = np.inf
         k = min(_KNN, max(1, d_cs.shape[1] - 1))
-        knn = np.sort(d_cs, axis=1)[:, :k]
+        knn = np.sqrt(np.sort(np.partition(d_cs, k - 1, axis=1)[:, :k] if k < d_cs.shape[1] else d_cs, axis=1)[:, :k])
         knn = np.where(np.isfinite(knn), knn, np.nan)
         density = 1.0 / (1.0 + np.nanmean(knn, axis=1) / self._scale)
 
         pred = p.argmax(1)
-        lab_counts = np.bincount(state.task.y[state.labelled], minlength=C)
-        share = lab_counts[pred] / max(1, state.n_labelled) * C
+        labelled_y = np.asarray(labelled_y, dtype=np.int64)
+        lab_counts = np.bincount(labelled_y, minlength=C)
+        share = lab_counts[pred] / max(1, len(labelled_y)) * C
 
-        g = state.grad_embedding(self.candidates)
-        gnorm = np.linalg.norm(g, axis=1)
-        g_ref = np.linalg.norm(state.grad_embedding(sample[: min(len(sample), 256)]), axis=1)
+        gnorm = np.asarray(grad_norm)
+        g_ref = np.asarray(sample_grad_norm)
         g_scale = float(np.median(g_ref)) if len(g_ref) and np.median(g_ref) > 1e-12 else 1.0
 
         m_c = scores.margin(p)
-        m_pool = np.sort(scores.margin(proba[unl]))
-        margin_rank = 1.0 - np.searchsorted(m_pool, m_c, side="left") / max(1, len(m_pool))
+        margin_rank = 1.0 - _count_below(np.asarray(pool_margin), m_c) / max(1, len(pool_margin))
 
         self._static = {
             "max_prob": p.max(1),
             "margin": m_c,
             "entropy": scores.entropy(p) / self._logC,
-            "bald": scores.bald(mc) / self._logC,
+            "bald": scores.bald(mc_proba) / self._logC,
             "pred_class_share": share,
             "density": np.nan_to_num(density, nan=0.0),
             "grad_norm": gnorm / g_scale,
             "margin_rank": margin_rank,
         }
         # Nearest labelled distance, updated as items are chosen within the batch.
-        e_l = emb[state.labelled].astype(np.float64)
+        e_l = np.asarray(labelled_embedding).astype(np.float64)
         self._emb_c = e_c
         self._d_lab = np.sqrt(_sq(e_c, e_l).min(axis=1)) if len(e_l) else np.full(len(e_c), np.inf)
         self._n_selected = 0
         self._context_base = [
-            state.budget_used,
-            np.log1p(state.n_labelled),
+            budget_used,
+            np.log1p(len(labelled_y)),
             self._logC,
-            *state.labelled_stats(),
-            float(np.mean(scores.entropy(proba[unl]) / self._logC)) if len(unl) else 0.0,
+            *labelled_stats,
+            pool_entropy,
         ]
+
+    @property
+    def candidate_embedding(self) -> np.ndarray:
+        """The candidates' embeddings (n, E), float64."""
+        return self._emb_c
 
     def mark_selected(self, position: int) -> None:
         """Record that candidate ``position`` was chosen: distances now count it as labelled."""
@@ -158,6 +203,17 @@ class FeatureExtractor:
         cand = np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
         ctx = np.asarray([*self._context_base, self._n_selected / max(1, batch_size)], dtype=np.float32)
         return cand, ctx
+
+
+def _count_below(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each value, how many pool entries are strictly smaller (= searchsorted(sort(pool), values, "left")),
+    without sorting the pool: O(N log n) for a pool of N and n values."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.searchsorted(values[order], pool, side="right")  # pool entry v is below values[order][j] iff rank <= j
+    below = np.cumsum(np.bincount(ranks, minlength=len(values) + 1))[: len(values)]
+    out = np.empty(len(values), dtype=np.int64)
+    out[order] = below
+    return out
 
 
 def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -43,6 +43,22 @@ class ScoreStrategy(Strategy):
         return cands[order[:n]]
 
 
+def top_k(score: np.ndarray, k: int, jitter: np.ndarray) -> np.ndarray:
+    """Positions of the k highest scores, best first, ties broken by the smaller ``jitter``.
+
+    The same order as ``np.lexsort((jitter, -score))[:k]``, without sorting the whole array.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    jitter = np.asarray(jitter)
+    if k >= len(score):
+        return np.lexsort((jitter, -score))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    threshold = score[np.argpartition(-score, k - 1)[:k]].min()
+    keep = np.flatnonzero(score >= threshold)  # every tie at the threshold competes on jitter
+    return keep[np.lexsort((jitter[keep], -score[keep]))[:k]]
+
+
 class RandomStrategy(Strategy):
     name = "random"
     description = "uniformly at random (the baseline every other strategy must beat)"

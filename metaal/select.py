@@ -1,0 +1,823 @@
+"""Label your own data: which unlabelled items should annotators label next?
+
+Two entry points, one ranking engine:
+
+* ``select_next(data, labels, n, strategy)`` (the ``metaal select`` command): load a pool (``npz:PATH``,
+  ``csv:PATH``, a folder of images or any task spec), train metaal's learner on the items labelled so far,
+  rank the rest.
+* ``rank_pool(proba, embeddings, labelled=..., labels=..., n=..., strategy=...)``: for a loop around your own
+  model.  Hand over its predicted probabilities for the whole pool (and embeddings for the policy, coreset and
+  BADGE: an array, or a function of row indices so that only the rows needed are computed) and get the indices
+  to label next.
+
+Large pools are streamed.  Score strategies (margin, entropy, least confidence, BALD, any ``ScoreStrategy``) read
+the model's outputs chunk by chunk and keep one number per item.  The learned policy reads the margin of every
+item in the same pass, keeps the ``prefilter`` items with the smallest margin (200, at least 10 n), and computes its
+features only for those, a uniform sample of 1000 pool items and the labelled set.  Random, coreset and BADGE run the whole-pool
+strategies of ``metaal.acquisition`` (coreset and BADGE hold every embedding in memory).
+"""
+
+from __future__ import annotations
+
+import csv as _csv
+import io
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from metaal.acquisition import scores
+from metaal.acquisition.strategies import ScoreStrategy, Strategy, get_strategy, top_k
+from metaal.errors import MetaalError
+
+DEFAULT_PREFILTER = 200  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
+DEFAULT_SHORTLIST = 3  # policy batches: top 3n by policy score, then farthest-point (as in transfer-eval)
+CHUNK = 16384  # pool rows per forward pass when streaming
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+# ------------------------------------------------------------------------------------------ the result
+
+
+@dataclass
+class Selection:
+    """The items to label next, best first.
+
+    ``index`` are pool positions (rows of the data; for a folder of images, positions in the sorted list of
+    relative file paths, given in ``path``).  ``score`` is the strategy's acquisition score (higher = wanted
+    more; NaN for strategies that pick a batch without per-item scores: random, coreset, BADGE).
+    ``predicted`` / ``confidence``: the model's predicted label and its probability for each item.
+    ``model`` (``select_next`` only): the trained model; ``model.predict(X)`` / ``model.predict_proba(X)`` for
+    any raw items shaped like the pool (standardised as the pool was).
+    """
+
+    index: np.ndarray
+    score: np.ndarray
+    strategy: str
+    predicted: list | None = None
+    confidence: np.ndarray | None = None
+    path: list[str] | None = None
+    info: dict = field(default_factory=dict)
+    model: LearnerOutputs | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def rank(self) -> np.ndarray:
+        return np.arange(1, len(self.index) + 1)
+
+    def rows(self) -> list[dict]:
+        out = []
+        for k, i in enumerate(self.index):
+            row = {"index": int(i), "score": float(self.score[k]), "rank": k + 1}
+            if self.predicted is not None:
+                row["predicted_label"] = self.predicted[k]
+            if self.confidence is not None:
+                row["confidence"] = float(self.confidence[k])
+            if self.path is not None:
+                row["path"] = self.path[k]
+            out.append(row)
+        return out
+
+    def to_csv(self) -> str:
+        header = ["index", "score", "rank"]
+        header += ["predicted_label"] if self.predicted is not None else []
+        header += ["confidence"] if self.confidence is not None else []
+        header += ["path"] if self.path is not None else []
+        buf = io.StringIO()
+        w = _csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        for row in self.rows():
+            cells = []
+            for key in header:
+                v = row[key]
+                if key == "score":
+                    v = "" if math.isnan(v) else f"{v:.6g}"
+                elif key == "confidence":
+                    v = f"{v:.4f}"
+                cells.append(v)
+            w.writerow(cells)
+        return buf.getvalue()
+
+    def write_csv(self, path: str | Path) -> None:
+        from metaal.io import atomic_write_text
+
+        try:
+            atomic_write_text(path, self.to_csv())
+        except OSError as exc:
+            raise MetaalError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+
+def _label_key(v):
+    if isinstance(v, str) and re.fullmatch(r"[+-]?\d+", v.strip()):
+        return (0, int(v), v)
+    if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0, str(v))
+
+
+def encode_labels(values) -> tuple[list, np.ndarray]:
+    """(classes, class id of each value): numbers (and integer-looking strings) in numeric order, then the rest as text."""
+    values = list(values)
+    classes = sorted(dict.fromkeys(values), key=_label_key)
+    code = {c: i for i, c in enumerate(classes)}
+    return classes, np.asarray([code[v] for v in values], dtype=np.int64)
+
+
+def _check_labelled(labelled, n_pool: int, where: str) -> np.ndarray:
+    """Row indices of the labelled items (from indices or a boolean mask), checked against the pool."""
+    arr = np.asarray(labelled)
+    if arr.dtype == bool:
+        if arr.shape != (n_pool,):
+            raise MetaalError(f"{where}: a labelled mask must have one entry per pool item ({n_pool}), got shape {arr.shape}")
+        return np.flatnonzero(arr)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise MetaalError(f"{where}: labelled items must be integer pool indices or a boolean mask")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= n_pool)]
+    if len(bad):
+        raise MetaalError(f"{where}: labels reference {len(bad)} item(s) that are not in the pool "
+                          f"(the pool has {n_pool} items, index 0..{n_pool - 1}): {_few(bad)}")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if (counts > 1).any():
+        raise MetaalError(f"{where}: duplicate index {_few(uniq[counts > 1])} in the labelled items")
+    return arr
+
+
+def _few(values, k: int = 5) -> str:
+    values = list(values)
+    return ", ".join(str(v) for v in values[:k]) + (f" … ({len(values)} in all)" if len(values) > k else "")
+
+
+def read_labels_csv(path: str | Path, pool_paths: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read ``index,label`` rows: (pool indices, labels as written).
+
+    For a folder of images the index may also be the file's path relative to the folder.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise MetaalError(f"labels file {path} not found")
+    try:
+        with open(file, newline="") as fh:
+            rows = list(_csv.reader(fh))
+    except (OSError, UnicodeDecodeError, _csv.Error) as exc:
+        raise MetaalError(f"{path}: cannot read labels ({exc})") from None
+    rows = [(i, r) for i, r in enumerate(rows, start=1) if any(c.strip() for c in r)]
+    if not rows:
+        raise MetaalError(f"{path}: empty labels file (expected a header index,label)")
+    header = [h.strip().lower() for h in rows[0][1]]
+    if "index" not in header or "label" not in header:
+        raise MetaalError(f"{path}: needs columns index,label (found: {', '.join(header) or 'none'})")
+    ji, jl = header.index("index"), header.index("label")
+    by_path = {p: k for k, p in enumerate(pool_paths)} if pool_paths is not None else {}
+    idx, labels, lines = [], [], []
+    for line, r in rows[1:]:
+        if len(r) != len(header):
+            raise MetaalError(f"{path}: line {line} has {len(r)} fields, header has {len(header)}")
+        key, label = r[ji].strip(), r[jl].strip()
+        if label == "":
+            raise MetaalError(f"{path}: line {line}: empty label for index {key!r}")
+        if key in by_path:
+            idx.append(by_path[key])
+        else:
+            try:
+                idx.append(int(key))
+            except ValueError:
+                what = "an item number or a file of the folder" if pool_paths is not None else "an integer item number"
+                raise MetaalError(f"{path}: line {line}: index {key!r} is not {what}") from None
+        labels.append(label)
+        lines.append(line)
+    seen: dict[int, int] = {}
+    for i, line in zip(idx, lines):
+        if i in seen:
+            raise MetaalError(f"{path}: duplicate index {i} (lines {seen[i]} and {line})")
+        seen[i] = line
+    return np.asarray(idx, dtype=np.int64), labels
+
+
+# ------------------------------------------------------------------------------------------ pools
+
+
+@dataclass
+class Pool:
+    """Unlabelled data: raw ``X`` (N, D) or (N, C, H, W), any numeric dtype; ``paths`` for image folders."""
+
+    spec: str
+    X: np.ndarray
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.X.shape[1:])
+
+
+def load_pool(data, *, label_column: str = "label", data_root: str | None = None, download: bool = False) -> Pool:
+    """``npz:PATH`` (array ``X``; ``y`` is ignored), ``csv:PATH`` (numeric columns; ``label_column`` is dropped if
+    present), a folder of images (index = position in the sorted relative paths), an array, or any task spec
+    (``sklearn:digits``…: its labels are ignored)."""
+    if isinstance(data, np.ndarray):
+        return Pool("array", _check_pool_array("array", data))
+    spec = str(data).strip()
+    prefix, _, rest = spec.partition(":")
+    if prefix == "npz":
+        return Pool(spec, _check_pool_array(spec, _read_npz_X(spec, rest)))
+    if prefix == "csv":
+        return Pool(spec, _check_pool_array(spec, _read_csv_X(spec, rest, label_column)))
+    if Path(spec).expanduser().is_dir():
+        X, paths = load_image_folder(spec)
+        return Pool(spec, X, paths)
+    if prefix in ("sklearn", "synthetic", "torchvision"):
+        from metaal.tasks import load_dataset
+
+        return Pool(spec, load_dataset(spec, data_root=data_root, download=download).X)
+    if Path(spec).expanduser().is_file():
+        raise MetaalError(f"--data {spec}: name the format, as in npz:{spec} or csv:{spec}")
+    raise MetaalError(f"--data {spec}: expected npz:PATH, csv:PATH, a folder of images or a task spec (see `metaal datasets`)")
+
+
+def _read_npz_X(spec: str, path: str) -> np.ndarray:
+    import zlib
+
+    file = Path(path).expanduser()
+    if not path or not file.is_file():
+        raise MetaalError(f"{spec}: file not found")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            if "X" not in data.files:
+                raise MetaalError(f"{spec}: no array X (found: {', '.join(data.files) or 'none'})")
+            return data["X"]
+    except MetaalError:
+        raise
+    except (OSError, ValueError, zlib.error, EOFError) as exc:
+        raise MetaalError(f"{spec}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+
+
+def _read_csv_X(spec: str, path: str, label_column: str) -> np.ndarray:
+    file = Path(path).expanduser()
+    if not path or not file.is_file():
+        raise MetaalError(f"{spec}: file not found")
+    try:
+        with open(file, newline="") as fh:
+            rows = [r for r in _csv.reader(fh) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, _csv.Error) as exc:
+        raise MetaalError(f"{spec}: cannot read ({exc})") from None
+    if len(rows) < 2:
+        raise MetaalError(f"{spec}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    keep = [k for k, h in enumerate(header) if h != label_column]
+    if not keep:
+        raise MetaalError(f"{spec}: no feature columns besides '{label_column}'")
+    X = np.empty((len(rows) - 1, len(keep)), dtype=np.float32)
+    for i, r in enumerate(rows[1:]):
+        if len(r) != len(header):
+            raise MetaalError(f"{spec}: data row {i} (line {i + 2}) has {len(r)} fields, header has {len(header)}")
+        try:
+            X[i] = [float(r[k]) for k in keep]
+        except ValueError as exc:
+            raise MetaalError(f"{spec}: data row {i}: non-numeric feature value ({exc})") from None
+    return X
+
+
+def _check_pool_array(spec: str, X) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim == 3:  # (N, H, W) greyscale images
+        X = X[:, None]
+    if X.ndim not in (2, 4):
+        raise MetaalError(f"{spec}: X must have shape (N, D) or (N, C, H, W), got {X.shape}")
+    if len(X) == 0:
+        raise MetaalError(f"{spec}: the pool is empty")
+    if X.dtype == bool or not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise MetaalError(f"{spec}: X must be numeric, got dtype {X.dtype}")
+    return X
+
+
+def load_image_folder(folder: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Every image under ``folder`` (recursively; hidden files skipped), sorted by relative path.
+
+    Returns uint8 (N, 1, H, W) when every image is greyscale, else (N, 3, H, W), and the relative
+    paths (``/``-separated).  All images must have the same size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(folder).expanduser()
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not files:
+        raise MetaalError(f"{folder}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in this folder")
+    images, size = [], None
+    for rel in files:
+        try:
+            with Image.open(root / rel) as im:
+                im.load()
+                grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+                arr = np.asarray(im.convert("L" if grey else "RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise MetaalError(f"{root / rel}: cannot read image ({type(exc).__name__}: {exc})") from None
+        if size is None:
+            size, first = arr.shape[:2], rel
+        elif arr.shape[:2] != size:
+            raise MetaalError(f"{folder}: images differ in size ({first} is {size[1]}x{size[0]}, {rel} is "
+                              f"{arr.shape[1]}x{arr.shape[0]}); resize them to one size first")
+        images.append(arr)
+    if all(a.ndim == 2 for a in images):
+        X = np.stack(images)[:, None]
+    else:
+        X = np.stack([np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in images]).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(X, dtype=np.uint8), files
+
+
+def pool_statistics(X: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (tabular) or per-channel (images) mean and std over the pool, in chunks (no full copy)."""
+    axes = (0,) if X.ndim == 2 else (0, 2, 3)
+    shape = (1, X.shape[1]) if X.ndim == 2 else (1, X.shape[1], 1, 1)
+    s = np.zeros(X.shape[1])
+    s2 = np.zeros(X.shape[1])
+    count = 0
+    for start in range(0, len(X), chunk):
+        block = np.asarray(X[start : start + chunk], dtype=np.float64)
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))[0])
+            raise MetaalError(f"the pool contains NaN or infinite values (first at item {bad})")
+        s += block.sum(axis=axes)
+        s2 += (block * block).sum(axis=axes)
+        count += block.size // X.shape[1]
+    mean = s / count
+    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
+    std = np.where(std < 1e-8, 1.0, std)
+    return mean.reshape(shape).astype(np.float32), std.reshape(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ model outputs
+
+
+class ArrayOutputs:
+    """Model outputs a user hands over: probabilities (N, C) for the whole pool; embeddings (N, E) and MC-dropout
+    probabilities (T, N, C) as arrays, or as functions of row indices (computed only for the rows needed)."""
+
+    def __init__(self, proba, embeddings=None, mc_proba=None):
+        proba = np.asarray(proba)
+        if proba.ndim != 2 or proba.shape[1] < 2 or len(proba) == 0:
+            raise MetaalError(f"proba must have shape (pool size, classes >= 2), got {proba.shape}")
+        self._proba = proba
+        self.n, self.n_classes = proba.shape
+        self._emb = self._check(embeddings, 2, "embeddings")
+        self._mc = self._check(mc_proba, 3, "mc_proba")
+
+    def _check(self, a, ndim, name):
+        if a is None or callable(a):
+            return a
+        a = np.asarray(a)
+        n_axis = 1 if ndim == 3 else 0
+        if a.ndim != ndim or a.shape[n_axis] != self.n:
+            raise MetaalError(f"{name} must have {ndim} dimensions with the pool ({self.n} items) on axis {n_axis}, got {a.shape}")
+        return a
+
+    def proba_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.n, CHUNK):
+            yield start, np.asarray(self._proba[start : start + CHUNK], dtype=np.float64)
+
+    def proba(self, idx) -> np.ndarray:
+        return np.asarray(self._proba[idx], dtype=np.float64)
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self._emb is not None
+
+    @property
+    def has_mc(self) -> bool:
+        return self._mc is not None
+
+    def embed(self, idx) -> np.ndarray:
+        if self._emb is None:
+            raise MetaalError("this strategy needs embeddings (pass embeddings=..., an (N, E) array or a function of indices)")
+        out = self._emb(np.asarray(idx)) if callable(self._emb) else self._emb[idx]
+        return np.asarray(out, dtype=np.float64).reshape(len(idx), -1)
+
+    def mc_proba(self, idx) -> np.ndarray | None:
+        if self._mc is None:
+            return None
+        return np.asarray(self._mc(np.asarray(idx)) if callable(self._mc) else self._mc[:, idx], dtype=np.float64)
+
+
+class LearnerOutputs:
+    """Outputs of a trained metaal ``Learner`` on a raw pool, standardised chunk by chunk."""
+
+    def __init__(self, learner, X: np.ndarray, mean: np.ndarray, std: np.ndarray, classes: list | None = None):
+        self.learner, self.X, self.mean, self.std = learner, X, mean, std
+        self.classes = list(range(learner.n_classes)) if classes is None else list(classes)
+        self.n, self.n_classes = len(X), learner.n_classes
+        self.has_embeddings = self.has_mc = True
+
+    def rows(self, idx) -> np.ndarray:
+        return ((np.asarray(self.X[idx], dtype=np.float32) - self.mean) / self.std).astype(np.float32, copy=False)
+
+    def proba_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.n, CHUNK):
+            yield start, self.learner.predict_proba(self.rows(slice(start, start + CHUNK)))
+
+    def proba(self, idx) -> np.ndarray:
+        return self.learner.predict_proba(self.rows(idx))
+
+    def embed(self, idx) -> np.ndarray:
+        return self.learner.embed(self.rows(idx))
+
+    def mc_proba(self, idx) -> np.ndarray:
+        return self.learner.mc_proba(self.rows(idx), seed=0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (N, C) of raw items shaped like the pool; columns in ``classes`` order."""
+        X = np.asarray(X)
+        if X.ndim == 3 and len(self.X.shape) == 4:
+            X = X[:, None]
+        return self.learner.predict_proba(((X.astype(np.float32) - self.mean) / self.std).astype(np.float32, copy=False))
+
+    def predict(self, X) -> list:
+        """Predicted labels (the labels as given) of raw items shaped like the pool."""
+        return [self.classes[j] for j in self.predict_proba(X).argmax(1)]
+
+
+def _grad_norm(proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """Norm of BADGE's gradient embedding (p - onehot(argmax p)) x e, without forming it."""
+    g = proba.astype(np.float64).copy()
+    g[np.arange(len(g)), g.argmax(1)] -= 1.0
+    return np.linalg.norm(g, axis=1) * np.linalg.norm(emb, axis=1)
+
+
+def _labelled_stats(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of the model on the labelled items, as the learner reports after training."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    p_true = np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.log(p_true).mean()), float((proba.argmax(1) == y).mean())
+
+
+class PoolState:
+    """What strategies read from an ``ALState`` (metaal.state), over a user's pool and model outputs."""
+
+    def __init__(self, outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, seed: int = 0,
+                 budget_used: float = 0.0):
+        self.outputs = outputs
+        self.labelled = np.asarray(labelled, dtype=np.int64)
+        y = np.full(outputs.n, -1, dtype=np.int64)
+        if labelled_y is not None:
+            y[self.labelled] = labelled_y
+        self._labelled_y = None if labelled_y is None else np.asarray(labelled_y, dtype=np.int64)
+        self.task = SimpleNamespace(n_classes=outputs.n_classes, y=y, pool=np.arange(outputs.n))
+        self.seed, self.round, self.initial, self._budget_used = seed, 0, len(self.labelled), budget_used
+        self._cache: dict = {}
+
+    n_labelled = property(lambda self: len(self.labelled))
+    budget_used = property(lambda self: self._budget_used)
+
+    @property
+    def unlabelled(self) -> np.ndarray:
+        if "unlabelled" not in self._cache:
+            mask = np.ones(self.outputs.n, bool)
+            mask[self.labelled] = False
+            self._cache["unlabelled"] = np.flatnonzero(mask)
+        return self._cache["unlabelled"]
+
+    def rng(self, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.round, purpose])
+
+    def pool_proba(self) -> np.ndarray:
+        if "proba" not in self._cache:
+            self._cache["proba"] = np.concatenate([p for _, p in self.outputs.proba_chunks()])
+        return self._cache["proba"]
+
+    def pool_embedding(self) -> np.ndarray:
+        if "embed" not in self._cache:
+            self._cache["embed"] = np.concatenate(
+                [self.outputs.embed(np.arange(s, min(s + CHUNK, self.outputs.n))) for s in range(0, self.outputs.n, CHUNK)])
+        return self._cache["embed"]
+
+    def mc_proba(self, idx) -> np.ndarray:
+        mc = self.outputs.mc_proba(idx)
+        if mc is None:
+            raise MetaalError("bald needs MC-dropout probabilities (pass mc_proba=..., (T, N, C) or a function of indices)")
+        return mc
+
+    def grad_embedding(self, idx) -> np.ndarray:
+        p = self.pool_proba()[idx]
+        e = self.pool_embedding()[idx]
+        g = p.copy()
+        g[np.arange(len(g)), g.argmax(1)] -= 1.0
+        return (g[:, :, None] * e[:, None, :]).reshape(len(idx), -1)
+
+    def labelled_stats(self) -> tuple[float, float]:
+        if self._labelled_y is None:
+            return float("nan"), float("nan")
+        return _labelled_stats(self.outputs.proba(self.labelled), self._labelled_y)
+
+
+class _ChunkView:
+    """A ScoreStrategy's view of one chunk of unlabelled rows: ``score(view, arange(len(rows)))``."""
+
+    def __init__(self, outputs, rows: np.ndarray, proba: np.ndarray, seed: int):
+        self.outputs, self.rows, self._proba, self.seed, self.round = outputs, rows, proba, seed, 0
+
+    def pool_proba(self) -> np.ndarray:
+        return self._proba
+
+    def mc_proba(self, idx) -> np.ndarray:
+        mc = self.outputs.mc_proba(self.rows[idx])
+        if mc is None:
+            raise MetaalError("bald needs MC-dropout probabilities (pass mc_proba=..., (T, N, C) or a function of indices)")
+        return mc
+
+    def pool_embedding(self) -> np.ndarray:  # for user-defined ScoreStrategies: embeddings of this chunk's rows
+        return self.outputs.embed(self.rows)
+
+    def rng(self, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.round, purpose])
+
+
+# ------------------------------------------------------------------------------------------ ranking
+
+
+def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device: str = "cpu") -> Strategy:
+    """A strategy name, ``policy:DIR`` or a ``Strategy`` instance; the oracle (it reads true labels) is refused."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    name = str(strategy).strip()
+    if name == "oracle":
+        raise MetaalError("the oracle reads the true labels of candidates: it cannot choose what to label")
+    if name.startswith("policy:"):
+        return get_strategy(name, shortlist=shortlist or None, device="cpu" if device == "auto" else device)
+    return get_strategy(name)
+
+
+def _rank(outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, n: int, strategy: Strategy, seed: int,
+          prefilter: int | None, budget_used: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(pool indices best first, their scores)."""
+    from metaal.acquisition.policy import Policy
+
+    if getattr(strategy, "uses_true_labels", False):
+        raise MetaalError(f"strategy {strategy.name} reads true labels: it cannot choose what to label")
+    _check_n(n, outputs.n, len(labelled))
+    if budget_used is None:
+        budget_used = len(labelled) / (len(labelled) + n)
+    if isinstance(strategy, Policy):
+        if labelled_y is None:
+            raise MetaalError("the policy needs the labels of the labelled items (labels=...)")
+        if not outputs.has_embeddings:
+            raise MetaalError("the policy needs embeddings (pass embeddings=..., an (N, E) array or a function of indices)")
+        fe, cands, e_lab = policy_features(outputs, labelled, labelled_y, n, seed, prefilter, budget_used)
+        positions, s = strategy.choose(fe, n, e_lab if strategy.shortlist else None)
+        return cands[positions], s
+    if isinstance(strategy, ScoreStrategy):
+        return _rank_scores(outputs, labelled, n, strategy, seed)
+    state = PoolState(outputs, labelled, labelled_y, seed, budget_used)
+    picked = np.asarray(strategy.select(state, n), dtype=np.int64)
+    return picked, np.full(len(picked), np.nan)
+
+
+def _check_n(n: int, n_pool: int, n_labelled: int) -> None:
+    if n < 1:
+        raise MetaalError(f"the number of items to select (--n) must be at least 1, got {n}")
+    if n > n_pool - n_labelled:
+        raise MetaalError(f"cannot select {n} items: only {n_pool - n_labelled} unlabelled items are left "
+                          f"(pool {n_pool}, labelled {n_labelled})")
+
+
+def _unlabelled_mask(n_pool: int, labelled: np.ndarray) -> np.ndarray:
+    mask = np.ones(n_pool, bool)
+    mask[labelled] = False
+    return mask
+
+
+def _rank_scores(outputs, labelled, n, strategy: ScoreStrategy, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the pool; the same picks as ``strategy.select`` on an ALState with the same outputs and seed."""
+    mask = _unlabelled_mask(outputs.n, labelled)
+    unl = np.flatnonzero(mask)
+    s_unl = np.empty(len(unl))
+    pos = 0
+    for start, p in outputs.proba_chunks():
+        keep = mask[start : start + len(p)]
+        if keep.any():
+            rows = start + np.flatnonzero(keep)
+            s = np.asarray(strategy.score(_ChunkView(outputs, rows, p[keep], seed), np.arange(len(rows))), dtype=np.float64)
+            s_unl[pos : pos + len(s)] = s
+            pos += len(s)
+    jitter = np.random.default_rng([seed, 0, 7]).random(len(unl))  # ScoreStrategy's tie-break
+    order = top_k(s_unl, n, jitter)
+    return unl[order], s_unl[order]
+
+
+def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: int, seed: int, prefilter: int | None,
+                    budget_used: float):
+    """One streaming pass for margins, then the policy's features for the pre-filtered candidates only.
+
+    Returns (FeatureExtractor, candidate pool indices, labelled embeddings).  Without a pre-filter (or on a pool
+    no larger than it) the candidates, pool sample and features are those of ``Policy.select`` on an ALState.
+    """
+    from metaal.acquisition import features
+    from metaal.acquisition.policy import prefilter_size
+
+    C = outputs.n_classes
+    mask = _unlabelled_mask(outputs.n, labelled)
+    unl = np.flatnonzero(mask)
+    margins = np.empty(len(unl))
+    ent_sum, pos = 0.0, 0
+    for start, p in outputs.proba_chunks():
+        pu = p[mask[start : start + len(p)]]
+        margins[pos : pos + len(pu)] = scores.margin(pu)
+        ent_sum += float((scores.entropy(pu) / np.log(C)).sum())
+        pos += len(pu)
+    k = prefilter_size(prefilter, n) if prefilter else len(unl)
+    if k < len(unl):
+        keep = top_k(-margins, k, np.random.default_rng([seed, 0, 31]).random(len(unl)))
+        cands = unl[np.sort(keep)]
+    else:
+        cands = unl
+    S = features._POOL_SAMPLE
+    sample = unl if len(unl) <= S else np.random.default_rng([seed, 0, 17]).choice(unl, S, replace=False)
+    g_idx = sample[: min(len(sample), 256)]
+    rows = np.unique(np.concatenate([cands, sample, labelled]))
+    emb_rows = outputs.embed(rows)
+    emb = {name: emb_rows[np.searchsorted(rows, idx)] for name, idx in
+           (("cand", cands), ("sample", sample), ("lab", labelled), ("g", g_idx))}
+    p_c = outputs.proba(cands)
+    mc = outputs.mc_proba(cands)
+    fe = features.FeatureExtractor.from_arrays(
+        candidates=cands,
+        n_classes=C,
+        proba=p_c,
+        mc_proba=p_c[None] if mc is None else mc,  # no MC dropout: BALD is 0
+        embedding=emb["cand"],
+        grad_norm=_grad_norm(p_c, emb["cand"]),
+        sample=sample,
+        sample_embedding=emb["sample"],
+        sample_grad_norm=_grad_norm(outputs.proba(g_idx), emb["g"]),
+        labelled_embedding=emb["lab"],
+        labelled_y=labelled_y,
+        pool_margin=margins,
+        pool_entropy=ent_sum / len(unl),
+        budget_used=float(budget_used),
+        labelled_stats=_labelled_stats(outputs.proba(labelled), labelled_y) if len(labelled) else (float("nan"),) * 2,
+    )
+    return fe, cands, emb["lab"].astype(np.float64)
+
+
+def _strategy_label(strategy, resolved: Strategy) -> str:
+    return str(strategy) if isinstance(strategy, str) else resolved.name
+
+
+def rank_pool(
+    proba,
+    embeddings=None,
+    *,
+    labelled,
+    n: int,
+    labels=None,
+    strategy="margin",
+    mc_proba=None,
+    classes=None,
+    seed: int = 0,
+    prefilter: int | None = DEFAULT_PREFILTER,
+    budget_used: float | None = None,
+) -> Selection:
+    """Rank an unlabelled pool from your own model's outputs and return the n items to label next.
+
+    proba: (N, C) predicted class probabilities for every pool item (labelled ones included).
+    embeddings: (N, E) array, or a function ``f(indices) -> (len(indices), E)`` (the policy then asks only for
+        the rows it needs); needed by the policy, coreset and badge.
+    labelled: pool indices of the items labelled so far (or a boolean mask).
+    labels: their labels, in the same order; labels are column indices of ``proba`` unless ``classes`` names
+        the columns (``classes=["cat", "dog"]``).  Needed by the policy (class balance, training fit).
+    strategy: a name from ``metaal strategies``, ``"policy:DIR"``, or a ``Strategy`` (e.g. ``load_policy(DIR)``).
+    mc_proba: MC-dropout probabilities (T, N, C) or a function of indices; needed by bald, used by the policy's
+        BALD feature (0 without it).
+    prefilter: the policy featurises only this many smallest-margin items, at least 10 n (None or 0: the whole pool).
+    budget_used: how far along your labelling budget you are, in [0, 1], for the policy
+        (default: labelled / (labelled + n)).
+    """
+    resolved = resolve_strategy(strategy)
+    out = ArrayOutputs(proba, embeddings, mc_proba)
+    idx = _check_labelled(labelled, out.n, "rank_pool")
+    col_names = list(range(out.n_classes)) if classes is None else list(classes)
+    if len(col_names) != out.n_classes:
+        raise MetaalError(f"classes names {len(col_names)} columns but proba has {out.n_classes}")
+    y = None
+    if labels is not None:
+        labels = list(labels.tolist() if isinstance(labels, np.ndarray) else labels)
+        if len(labels) != len(idx):
+            raise MetaalError(f"labels has {len(labels)} entries but {len(idx)} items are labelled")
+        col = {c: j for j, c in enumerate(col_names)}
+        missing = [v for v in dict.fromkeys(labels) if v not in col]
+        if missing:
+            hint = "" if classes is not None else "; pass classes=[...] to name proba's columns"
+            raise MetaalError(f"label(s) {_few(missing)} are not classes of proba's columns{hint}")
+        y = np.asarray([col[v] for v in labels], dtype=np.int64)
+    picked, s = _rank(out, idx, y, int(n), resolved, seed, prefilter, budget_used)
+    p = out.proba(picked)
+    return Selection(index=picked, score=s, strategy=_strategy_label(strategy, resolved),
+                     predicted=[col_names[j] for j in p.argmax(1)], confidence=p.max(1),
+                     info={"pool": out.n, "labelled": len(idx), "classes": col_names})
+
+
+def select_next(
+    data,
+    labels,
+    n: int = 20,
+    strategy="margin",
+    *,
+    model: str = "auto",
+    learner=None,
+    seed: int = 0,
+    device: str = "cpu",
+    budget: int | None = None,
+    prefilter: int | None = DEFAULT_PREFILTER,
+    shortlist: int | None = DEFAULT_SHORTLIST,
+    label_column: str = "label",
+    data_root: str | None = None,
+    download: bool = False,
+) -> Selection:
+    """Train metaal's learner on the labelled items of a pool and return the n items to label next.
+
+    data: ``npz:PATH``, ``csv:PATH``, a folder of images, an array (N, D) / (N, C, H, W), or a task spec, or a
+        ``Pool`` from ``load_pool``.
+    labels: a CSV file with columns ``index,label`` or a mapping {index: label}; any hashable labels.
+    learner: a ``LearnerConfig`` (default: ``LearnerConfig(model=model)``).
+    budget: the number of labels you plan to have in total (tells the policy how far along the loop is;
+        default: the labelled count plus n).
+    The order of the result depends only on the inputs and ``seed``.
+    """
+    from metaal.learners import Learner, LearnerConfig, derive_seed, resolve_device
+
+    if budget is not None and budget < 1:
+        raise MetaalError(f"--budget must be at least 1, got {budget}")
+    resolved = resolve_strategy(strategy, shortlist, device)
+    pool = data if isinstance(data, Pool) else load_pool(data, label_column=label_column, data_root=data_root,
+                                                         download=download)
+    if isinstance(labels, Mapping):
+        keys = list(labels)
+        if pool.paths is not None:
+            where = {p: k for k, p in enumerate(pool.paths)}
+            keys = [where.get(k, k) for k in keys]
+        try:
+            idx = np.asarray([int(k) for k in keys], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise MetaalError("label keys must be integer pool indices") from None
+        raw = list(labels.values())
+        where_labels = "labels"
+    else:
+        idx, raw = read_labels_csv(labels, pool.paths)
+        where_labels = str(labels)
+    idx = _check_labelled(idx, len(pool), where_labels)
+    classes, y = encode_labels(raw)
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise MetaalError(f"{where_labels}: the labels need at least 2 classes to train a model (found {found})")
+    _check_n(n, len(pool), len(idx))
+    mean, std = pool_statistics(pool.X)
+    cfg = learner or LearnerConfig(model=model)
+    net = Learner(cfg, pool.input_shape, len(classes), seed=derive_seed(seed, 0x11), device=resolve_device(device))
+    out = LearnerOutputs(net, pool.X, mean, std, classes)
+    net.fit(out.rows(idx), y, round_seed=0)
+    budget_used = None if not budget else min(1.0, len(idx) / budget)
+    picked, s = _rank(out, idx, y, int(n), resolved, seed, prefilter, budget_used)
+    p = out.proba(picked)
+    return Selection(
+        index=picked,
+        score=s,
+        strategy=_strategy_label(strategy, resolved),
+        predicted=[classes[j] for j in p.argmax(1)],
+        confidence=p.max(1),
+        path=None if pool.paths is None else [pool.paths[i] for i in picked],
+        info={"pool": len(pool), "labelled": len(idx), "classes": classes, "train_accuracy": net.train_accuracy,
+              "model": net.kind},
+        model=out,
+    )
+
+
+__all__ = [
+    "DEFAULT_PREFILTER",
+    "ArrayOutputs",
+    "LearnerOutputs",
+    "Pool",
+    "PoolState",
+    "Selection",
+    "encode_labels",
+    "load_image_folder",
+    "load_pool",
+    "rank_pool",
+    "read_labels_csv",
+    "select_next",
+]
