@@ -29,7 +29,9 @@ import json
 import logging
 import os
 import platform
+import random
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +43,7 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
-from metaal.io import json_default
+from metaal.io import atomic_write_text, json_default
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
@@ -51,6 +53,9 @@ POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
 SCORER_FILE = "scorer.pt"
 MODEL_FILE = "model.d3"
+CHECKPOINT_FORMAT = "metaal-distill-checkpoint"
+CHECKPOINT_FILE = "checkpoint.pt"
+STAGING_DIR = "staging"
 
 
 @dataclasses.dataclass
@@ -225,6 +230,100 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def partial_dir(out_dir: str | Path) -> Path:
+    """The work directory of a distillation into ``out_dir``: ``OUT.partial`` beside it.
+
+    It holds ``checkpoint.pt`` (the training state, rewritten atomically every 1/20 of the steps) and
+    ``staging/`` (the artifact being written).  ``staging/`` becomes ``out_dir`` by one rename, and the
+    whole work directory is removed once that is done, so ``out_dir`` is never seen half-written.
+    A killed run leaves it behind; the same command resumes from the checkpoint.
+    """
+    out_dir = Path(out_dir)
+    return out_dir.parent / f"{out_dir.name}.partial"
+
+
+class Checkpoints:
+    """Periodic training state of one distillation (``OUT.partial/checkpoint.pt``).
+
+    The file is a ``torch.save`` of tensors, state dicts and a JSON string only, read back with
+    ``torch.load(weights_only=True)``: a planted checkpoint cannot run code.  ``key`` identifies the
+    sources and the settings; a checkpoint with another key is discarded (training restarts, and
+    ``notify`` says so).
+    """
+
+    def __init__(self, work_dir: Path, key: str, notify):
+        self.dir = Path(work_dir)
+        self.file = self.dir / CHECKPOINT_FILE
+        self.key = key
+        self.notify = notify
+
+    def load(self) -> dict | None:
+        """The saved state (``meta`` a dict, the rest tensors / state dicts), or None to start afresh."""
+        if not self.file.is_file():
+            return None
+        try:
+            state = torch.load(self.file, map_location="cpu", weights_only=True)
+            meta = json.loads(state["meta"])
+            if not isinstance(meta, dict):
+                raise ValueError("no metadata")
+        except Exception as exc:  # truncated, corrupt, or not weights-only (refused without running it)
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            self.notify(f"distill: ignoring unreadable checkpoint {self.file} ({msg}); training from scratch")
+            return None
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("key") != self.key:
+            self.notify(f"distill: checkpoint {self.file} was made from other stores or settings; training from scratch")
+            return None
+        state["meta"] = meta
+        return state
+
+    @contextlib.contextmanager
+    def restoring(self):
+        """Around restoring a loaded state: a state that does not fit is a one-line error (and the
+        work directory is then removed, so that the next run starts afresh)."""
+        try:
+            yield
+        except Exception as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise MetaalError(f"checkpoint {self.file} does not fit this training run ({type(exc).__name__}: {msg}); "
+                              "it was discarded, run the command again to train from scratch") from None
+
+    def save(self, step: int, meta: dict, tensors: dict) -> None:
+        """Write the state atomically (temp file, fsync, rename): a kill leaves the old or the new one."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        payload = {**tensors, "meta": json.dumps({"format": CHECKPOINT_FORMAT, "key": self.key, "step": int(step), **meta})}
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".checkpoint.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _checkpoint_key(sources: list[dict], cfg: DistillConfig, train_ids: np.ndarray) -> str:
+    """What a checkpoint must match to be resumed: source fingerprints, settings, training episodes."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("verbose", "threads")}
+    ident = {"sources": [s.get("fingerprint") for s in sources], "settings": settings,
+             "train_episodes": [int(i) for i in train_ids], "format": CHECKPOINT_FORMAT, "version": 1}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _numpy_global_rng_state() -> tuple[dict, dict]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}, {
+        "np_global_keys": torch.as_tensor(np.asarray(keys, dtype=np.int64))
+    }
+
+
+def _set_numpy_global_rng_state(meta: dict, tensors: dict) -> None:
+    keys = tensors["np_global_keys"].numpy().astype(np.uint32)
+    np.random.set_state((meta["name"], keys, meta["pos"], meta["has_gauss"], meta["cached_gaussian"]))
+
+
 def target_gain(steps: dict, target: str) -> np.ndarray:
     """The oracle gain the regressor ranks.
 
@@ -241,7 +340,7 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
     return np.where(np.isfinite(acc), acc + tie_break, loss)
 
 
-def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar) -> tuple[torch.nn.Module, dict]:
+def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:
     from metaal.acquisition.networks import CandidateScorer
 
     st, _ = subset_steps(trajs.steps, train_ids)
@@ -265,7 +364,19 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar) -> tupl
     opt = torch.optim.Adam(scorer.parameters(), lr=cfg.lr)
     curve, window = [], []
     every = max(1, cfg.steps // 20)
-    for step in range(1, cfg.steps + 1):
+    start = 0
+    state = ckpt.load() if ckpt is not None else None
+    if state is not None:  # resume: weights, optimiser, both RNGs and the loss curve
+        with ckpt.restoring():
+            meta = state["meta"]
+            scorer.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = meta["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            curve, start = meta["curve"], int(meta["step"])
+        ckpt.notify(f"distill: resuming from the checkpoint at step {start} of {cfg.steps}")
+        bar.update(start)
+    for step in range(start + 1, cfg.steps + 1):
         b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
         pred = scorer(cand[b], ctx[b], m[b])
         wb = w[b]
@@ -277,9 +388,12 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar) -> tupl
         if step % every == 0 or step == cfg.steps:
             curve.append([step, float(np.mean(window))])
             window = []
+            if ckpt is not None:  # the window is empty here: nothing else to save
+                ckpt.save(step, {"rng": rng.bit_generator.state, "curve": curve},
+                          {"model": scorer.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         bar.update(1)
     scorer.eval()
-    return scorer.cpu(), {"loss_name": "rank_mse", "curve": curve}
+    return scorer.cpu(), {"loss_name": "rank_mse", "curve": curve, "resumed_from_step": start}
 
 
 def _d3rlpy_config(cfg: DistillConfig, F: int, G: int):
@@ -308,7 +422,7 @@ def _d3rlpy_config(cfg: DistillConfig, F: int, G: int):
     )
 
 
-def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: Path, bar):
+def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: Path, bar, ckpt: Checkpoints | None = None):
     from metaal.acquisition.networks import (
         BCQScorer,
         CandidateScorer,
@@ -338,6 +452,38 @@ def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: 
     if cfg.steps % chunk:
         plan.append((cfg.steps % chunk, cfg.steps % chunk))
     curve, first, last, done = [], None, None, 0
+    modules = algo.impl._checkpointer.modules  # every network and optimiser of the algorithm, by name
+    state = ckpt.load() if ckpt is not None else None
+    if state is not None:  # resume: networks, optimisers, grad step, the RNGs d3rlpy samples with
+        with ckpt.restoring():
+            meta = state["meta"]
+            for name, module in modules.items():
+                module.load_state_dict(state["modules"][name])
+            algo.set_grad_step(int(meta["grad_step"]))
+            _set_numpy_global_rng_state(meta["np_global"], state)
+            random.setstate((meta["py_random"][0], tuple(meta["py_random"][1]), meta["py_random"][2]))
+            torch.set_rng_state(state["torch_rng"])
+            curve, first, last, done = meta["curve"], meta["first"], meta["last"], int(meta["step"])
+        ckpt.notify(f"distill: resuming from the checkpoint at step {done} of {cfg.steps}")
+        bar.update(done)
+        # the rest of the plan: finish the interrupted chunk run, then the remainder
+        start, rest = done, []
+        for n_steps, per_epoch in plan:
+            if start >= n_steps:
+                start -= n_steps
+                continue
+            rest.append((n_steps - start, per_epoch))
+            start = 0
+        plan = rest
+
+    def save_checkpoint():
+        np_meta, np_tensors = _numpy_global_rng_state()
+        py = random.getstate()
+        ckpt.save(done, {"curve": curve, "first": first, "last": last, "grad_step": int(algo.grad_step),
+                         "np_global": np_meta, "py_random": [py[0], list(py[1]), py[2]]},
+                  {"modules": {k: v.state_dict() for k, v in modules.items()}, "torch_rng": torch.get_rng_state(),
+                   **np_tensors})
+
     for i, (n_steps, per_epoch) in enumerate(plan):
         for _epoch, metrics in algo.fitter(
             dataset,
@@ -354,6 +500,8 @@ def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: 
             first = first or losses
             last = losses
             curve.append([done, losses.get("loss")])
+            if ckpt is not None:
+                save_checkpoint()
     mods = d3rlpy_modules(algo)
     if cfg.algo == "bcq":
         scorer = BCQScorer(F, G, cfg.hidden, cfg.action_flexibility)
@@ -363,7 +511,9 @@ def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: 
         scorer = CandidateScorer(F, G, cfg.hidden)
         scorer.load_state_dict(mods["imitator" if cfg.algo == "bc" else "q"].state_dict())
     scorer = scorer.cpu().eval()
-    return scorer, {"loss_name": "loss", "curve": curve, "losses_start": first, "losses_end": last}, algo
+    resumed = state["meta"]["step"] if state is not None else 0
+    return scorer, {"loss_name": "loss", "curve": curve, "losses_start": first, "losses_end": last,
+                    "resumed_from_step": resumed}, algo
 
 
 def score_steps(scorer: torch.nn.Module, steps: dict, batch: int = 4096) -> np.ndarray:
@@ -431,15 +581,32 @@ def _versions() -> dict:
 
 
 def _prepare_out(out_dir: Path) -> Path:
-    """A fresh temp dir beside ``out_dir``; refuses to replace a directory that is not a policy."""
+    """The work directory ``OUT.partial`` (kept: it may hold a checkpoint) with an empty ``staging/``.
+
+    Refuses to replace a directory that is not a policy, or to use an ``OUT.partial`` that holds
+    anything but a previous run's work."""
     if out_dir.exists():
         if not out_dir.is_dir():
             raise MetaalError(f"{out_dir} exists and is not a directory")
         if any(out_dir.iterdir()) and not (out_dir / POLICY_FILE).is_file():
             raise MetaalError(f"{out_dir} is a non-empty directory that is not a policy; refusing to replace it")
+    work = partial_dir(out_dir)
+    if work.exists() and not work.is_dir():
+        raise MetaalError(f"{work} exists and is not a directory; remove it to distil into {out_dir}")
+    if work.is_dir():
+        foreign = [p.name for p in work.iterdir() if p.name not in (CHECKPOINT_FILE, STAGING_DIR) and not p.name.startswith(".checkpoint.")]
+        if foreign:
+            raise MetaalError(f"{work} holds files that metaal did not write ({', '.join(sorted(foreign)[:3])}); refusing to use it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+        work.mkdir(exist_ok=True)
+        staging = work / STAGING_DIR
+        if staging.exists():  # a killed run's half-written artifact: never used
+            shutil.rmtree(staging)
+        for stale in work.glob(".checkpoint.*.tmp"):
+            stale.unlink()
+        staging.mkdir()
+        return work
     except OSError as exc:
         raise MetaalError(f"cannot write policy to {out_dir}: {exc.strerror or exc}") from None
 
@@ -455,8 +622,18 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None = None, out_dir: str | Path = "policy", progress: bool = True) -> dict:
-    """Train a policy on trajectory stores and write the artifact to ``out_dir``; returns its metadata."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None = None, out_dir: str | Path = "policy",
+            progress: bool = True, notify=_stderr) -> dict:
+    """Train a policy on trajectory stores and write the artifact to ``out_dir``; returns its metadata.
+
+    Crash-safe: training state is checkpointed in ``OUT.partial`` (see ``partial_dir``); running the
+    same call again after a kill resumes from the last checkpoint (the ``gain`` algorithm then ends
+    with the same weights as an uninterrupted run).  ``out_dir`` appears only complete, by a rename.
+    ``notify`` receives one-line messages about resuming or discarding a checkpoint."""
     cfg = config or DistillConfig()
     cfg.validate()
     trajs, sources = _load(stores)
@@ -464,7 +641,9 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     _check_store(trajs, where)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
-    tmp = _prepare_out(out_dir)
+    work = _prepare_out(out_dir)
+    tmp = work / STAGING_DIR
+    ckpt = Checkpoints(work, _checkpoint_key(sources, cfg, train_ids), notify or (lambda _m: None))
     try:
         with _threads(cfg.threads), _quiet(cfg.verbose), tqdm(
             total=cfg.steps, desc=f"distill {cfg.algo}", unit="step", disable=not progress, leave=False
@@ -472,12 +651,13 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             t0 = time.perf_counter()
             algo = None
             if cfg.algo == "gain":
-                scorer, summary = _train_gain(trajs, train_ids, cfg, bar)
+                scorer, summary = _train_gain(trajs, train_ids, cfg, bar, ckpt)
             else:
-                scorer, summary, algo = _train_d3rlpy(trajs, train_ids, cfg, tmp, bar)
+                scorer, summary, algo = _train_d3rlpy(trajs, train_ids, cfg, tmp, bar, ckpt)
             seconds = time.perf_counter() - t0
             if algo is not None:
                 algo.save(str(tmp / MODEL_FILE))
+        resumed = int(summary.get("resumed_from_step") or 0)
 
         val_steps, _ = subset_steps(trajs.steps, val_ids)
         if len(val_ids):
@@ -507,6 +687,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "format_version": POLICY_FORMAT_VERSION,
             "schema": features.schema(),
             "K": int(trajs.K),
+            # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
+            "proposals": "batches" if (trajs.attrs.get("oracle") or {}).get("mode") == "batch" else "random",
             "algorithm": cfg.algo,
             "scorer": scorer_info,
             "d3rlpy_model": MODEL_FILE if algo is not None else None,
@@ -519,7 +701,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "training": {
                 "steps": cfg.steps,
                 "seconds": round(seconds, 3),
-                "steps_per_second": round(cfg.steps / seconds, 2) if seconds > 0 else None,
+                "steps_per_second": round((cfg.steps - resumed) / seconds, 2) if seconds > 0 else None,
+                **({"resumed_from_step": resumed} if resumed else {}),
                 "loss_name": summary["loss_name"],
                 "loss_start": losses[0] if losses else None,
                 "loss_end": losses[-1] if losses else None,
@@ -532,14 +715,30 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "versions": _versions(),
             "validation": validation,
         }
-        meta = _clean(meta)
         torch.save({k: v.detach().cpu() for k, v in scorer.state_dict().items()}, tmp / SCORER_FILE)
-        (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=2, default=json_default, allow_nan=False) + "\n")
+        scorer_info["sha256"] = _sha256(tmp / SCORER_FILE)  # load_policy checks the weights it reads
+        meta = _clean(meta)
+        # the metadata last: a directory without it (or with weights that do not match it) never loads
+        atomic_write_text(tmp / POLICY_FILE, json.dumps(meta, indent=2, default=json_default, allow_nan=False) + "\n")
         _commit(tmp, out_dir)
+    except MetaalError:
+        shutil.rmtree(work, ignore_errors=True)  # a problem with the input: nothing worth resuming
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not ckpt.file.is_file():
+            shutil.rmtree(work, ignore_errors=True)
         raise
+    shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _clean(o):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -22,12 +23,69 @@ def store_heuristic_table(trajs) -> dict:
     return out
 
 
+_SLICE_RE = re.compile(r"^(?P<kind>[sw])(?P<i>\d+)-of-(?P<n>\d+)$")
+
+
+def shard_report(status: dict) -> list[str]:
+    """Lines on every writer group of a store: its counts, what a killed writer left, and the shards missing.
+
+    ``s{i}-of-{N}`` groups are written by ``generate --shard i/N`` and ``w{i}-of-{W}`` by ``--workers W``;
+    group i of N owns the episode ids with ``id % N == i``.  A job whose group is absent, or whose ids
+    are not all committed (in any group), is reported as missing or incomplete."""
+    groups = status.get("shards", {})
+    ids = set(status.get("ids", []))
+    planned = status.get("planned")
+    lines, problems = [], []
+    slices: dict[tuple[str, int], set[int]] = {}
+    for name, g in sorted(groups.items(), key=lambda kv: (kv[0] != "root", kv[0])):
+        notes, bad = [], False
+        if g.get("uncommitted_steps") or g.get("uncommitted_rows"):
+            notes.append("a partial episode left by a killed writer (invisible; cut off when this shard resumes)")
+            bad = True
+        m = _SLICE_RE.match(name)
+        own = None
+        if m:
+            i, n = int(m["i"]), int(m["n"])
+            slices.setdefault((m["kind"], n), set()).add(i)
+            if isinstance(planned, int) and 0 <= i < n:
+                own = range(i, planned, n)
+                done = sum(e in ids for e in own)
+                if done < len(own):
+                    notes.append(f"incomplete: {done} of its {len(own)} episodes committed")
+                    bad = True
+        if g["episodes"] == 0 and (own is None or len(own)):
+            notes.append("no completed episode")
+        label = "root" if name == "root" else f"shard {name}"
+        lines.append(f"  {label}: {g['episodes']} episodes, {g['steps']} steps" + "".join(f"; {x}" for x in notes))
+        if bad:
+            problems.append(name)
+    for name in status.get("uninitialised_shards", []):
+        lines.append(f"  shard {name}: created but holds no episode index (a writer stopped while setting it up)")
+        problems.append(name)
+        m = _SLICE_RE.match(name)
+        if m:
+            slices.setdefault((m["kind"], int(m["n"])), set()).add(int(m["i"]))
+    for (kind, n), present in sorted(slices.items()):
+        absent = [i for i in range(n) if i not in present]
+        if absent:
+            shown = ", ".join(f"{kind}{i}-of-{n}" for i in absent[:20]) + (" ..." if len(absent) > 20 else "")
+            what = "--shard i/N jobs" if kind == "s" else "--workers shards"
+            lines.append(f"  MISSING SHARDS: {len(absent)} of {n} {what} never wrote here: {shown}")
+    if len({n for kind, n in slices if kind == "s"}) > 1:
+        lines.append("  note: shard jobs with different N wrote here (" + ", ".join(
+            str(n) for kind, n in sorted(slices) if kind == "s") + "); each reads fine, but check the job arrays")
+    if problems:
+        lines.append(f"  INCOMPLETE SHARDS: {', '.join(problems)} (rerun the same command(s) to finish them)")
+    return lines
+
+
 def describe_store(path: str) -> str:
     from metaal.acquisition.agreement import validation_table
     from metaal.store import read_trajectories, store_status
 
     if not Path(path).exists():
         raise MetaalError(f"{path}: no such store or policy directory")
+    _refuse_distill_work_dir(Path(path))
     status = store_status(path)
     trajs = read_trajectories(path)
     attrs = trajs.attrs
@@ -35,9 +93,7 @@ def describe_store(path: str) -> str:
     lines = [f"store {path}", f"  format {attrs.get('format')} v{attrs.get('format_version')}, K={attrs.get('K')}, "
              f"oracle {attrs.get('oracle', {}).get('mode')}"]
     lines.append(f"  episodes {status['episodes']} (planned {cfg.get('episodes', '?')}), steps {status['steps']}")
-    for name, s in sorted(status.get("shards", {}).items()):
-        extra = f", {s['uncommitted_steps']} uncommitted steps (discarded on resume)" if s.get("uncommitted_steps") else ""
-        lines.append(f"  shard {name}: {s['episodes']} episodes, {s['steps']} steps{extra}")
+    lines += shard_report(status)
     if status.get("missing_ids"):
         ids = status["missing_ids"]
         shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
@@ -74,14 +130,34 @@ def describe_store(path: str) -> str:
     return "\n".join(lines)
 
 
-def describe_policy(path: str) -> str:
+def _refuse_distill_work_dir(path: Path) -> None:
+    """``OUT.partial`` of an unfinished distill is neither a store nor a policy: say what it is."""
+    from metaal.distill import CHECKPOINT_FILE, STAGING_DIR
+
+    if not path.name.endswith(".partial") or not ((path / CHECKPOINT_FILE).is_file() or (path / STAGING_DIR).is_dir()):
+        return
+    step = "no checkpoint yet"
+    try:
+        import torch
+
+        step = f"checkpoint at step {json.loads(torch.load(path / CHECKPOINT_FILE, weights_only=True)['meta'])['step']}"
+    except Exception:  # no checkpoint, or an unreadable one: the message stays generic
+        pass
+    raise MetaalError(f"{path} is the work directory of an unfinished `metaal distill` ({step}), not a policy; "
+                      "rerun the same distill command to finish it")
+
+
+def describe_policy(path: str, trust_pickle: bool = False) -> str:
+    """Metadata, validation, and whether the weights load (safely: no pickle is opened without ``trust_pickle``)."""
     from metaal.acquisition.agreement import validation_table
 
     meta_file = Path(path) / "metaal-policy.json"
     try:
         meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MetaalError(f"{meta_file}: cannot read policy metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise MetaalError(f"{meta_file}: not a metaal policy file")
     schema = meta.get("schema", {})
     training = meta.get("training", {})
     lines = [
@@ -94,11 +170,38 @@ def describe_policy(path: str) -> str:
     ]
     for src in meta.get("sources", []):
         lines.append(f"  source {src.get('path')} (fingerprint {src.get('fingerprint')})")
+    lines += _policy_files(path, meta, trust_pickle)
     val = meta.get("validation")
     if val:
         lines.append(f"\n  Validation on {val.get('episodes')} held-out episodes:")
         lines += ["  " + row for row in validation_table(val).splitlines()]
     return "\n".join(lines)
+
+
+def _policy_files(path: str, meta: dict, trust_pickle: bool) -> list[str]:
+    """Lines on the weights (loaded weights-only, checksum verified) and on d3rlpy's pickle."""
+    from metaal.acquisition import features
+    from metaal.acquisition.policy import load_policy
+
+    try:
+        features.check_schema(meta.get("schema") or {}, str(path))
+    except MetaalError as exc:
+        return [f"  NOT USABLE by this metaal: {exc}"]
+    policy = load_policy(path, trust_pickle=trust_pickle)  # a MetaalError (exit 2) if the weights do not load
+    scorer = (meta.get("scorer") or {}).get("file", "scorer.pt")
+    checked = "sha256 verified" if (meta.get("scorer") or {}).get("sha256") else "no sha256 recorded"
+    if (Path(path) / str(scorer)).is_file():
+        lines = [f"  weights {scorer}: loaded weights-only, {checked}"]
+    else:
+        lines = [f"  weights: no {scorer}; taken from d3rlpy's {meta.get('d3rlpy_model')} (--trust-pickle)"]
+    d3 = meta.get("d3rlpy_model")
+    if d3 and (Path(path) / str(d3)).is_file():
+        if not trust_pickle:
+            lines.append(f"  {d3}: d3rlpy's own file, a pickle: not opened (--trust-pickle opens it; unpickling can run code)")
+        else:
+            algo = policy.d3rlpy_model()
+            lines.append(f"  {d3}: opened (--trust-pickle): {type(algo).__name__}")
+    return lines
 
 
 def _fmt(v):

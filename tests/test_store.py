@@ -105,7 +105,8 @@ def test_round_trip_three_episodes(tmp_path):
     assert_trajectories_equal(read_trajectories(path), [0, 1, 2, 3])
     st = store_status(path)
     assert st["episodes"] == 4 and st["duplicates"] == 0 and st["missing_ids"] == []
-    assert st["shards"]["root"] == {"episodes": 4, "steps": st["steps"], "uncommitted_steps": 0}
+    assert st["shards"]["root"] == {"episodes": 4, "steps": st["steps"], "uncommitted_steps": 0,
+                                     "uncommitted_rows": 0}
     # reopening resumes (nothing lost) and refuses a duplicate id within its group
     w2 = open_writer(str(path), make_attrs())
     assert w2.committed_ids() == {0, 1, 2, 3}

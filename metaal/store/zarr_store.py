@@ -569,7 +569,11 @@ def read_trajectories(paths) -> Trajectories:
 
 
 def store_status(path) -> dict:
-    """Per-group and total counts of committed episodes and steps, duplicates, and planned-but-missing ids."""
+    """Per-group and total counts of committed episodes and steps, duplicates, and planned-but-missing ids.
+
+    Per group: ``uncommitted_steps`` / ``uncommitted_rows`` are what a killed writer left past its last
+    committed episode (invisible to readers, cut off when the group is reopened for writing).
+    ``uninitialised_shards`` are shard directories without an episode index yet."""
     path = Path(path)
     attrs = _load_root_attrs(path)
     tables = _tables(path)
@@ -577,7 +581,13 @@ def store_status(path) -> dict:
     for name, gdir, table in tables:
         end = _committed_end(table)
         written = max((_open_array(path, gdir, f"steps/{s}").shape[0] for s in _STEP_NAMES), default=0)
-        shards[name] = {"episodes": len(table["id"]), "steps": end, "uncommitted_steps": max(0, written - end)}
+        rows = max((_open_array(path, gdir, f"episodes/{f}").shape[0] for f in EPISODE_FIELDS), default=0)
+        shards[name] = {"episodes": len(table["id"]), "steps": end, "uncommitted_steps": max(0, written - end),
+                        "uncommitted_rows": max(0, rows - len(table["id"]))}
+    # shard directories a writer created but never finished setting up (no episodes/id array yet)
+    listed = {name for name, _, _ in tables}
+    shard_root = path / "shards"
+    empty = sorted(d.name for d in shard_root.iterdir() if d.is_dir() and d.name not in listed) if shard_root.is_dir() else []
     keep, dups = _dedup([(n, t) for n, _, t in tables])
     steps = int(sum(int(tables[g][2]["length"][r]) for g, r in keep))
     ids = {int(tables[g][2]["id"][r]) for g, r in keep}
@@ -585,7 +595,9 @@ def store_status(path) -> dict:
     missing = (
         sorted(set(range(int(planned))) - ids) if isinstance(planned, int) and not isinstance(planned, bool) else []
     )
-    return {"shards": shards, "episodes": len(keep), "steps": steps, "duplicates": dups, "missing_ids": missing}
+    return {"shards": shards, "episodes": len(keep), "steps": steps, "duplicates": dups, "missing_ids": missing,
+            "ids": sorted(ids), "planned": planned if isinstance(planned, int) and not isinstance(planned, bool) else None,
+            "uninitialised_shards": empty}
 
 
 def fingerprint(paths) -> str:
