@@ -39,6 +39,7 @@ class EvalConfig:
     data_root: str | None = None
     label_column: str = "label"
     download: bool = False  # torchvision: fetch missing data sets into data_root
+    trust_pickle: bool = False  # --policy may read pickle-based policy files (model.d3); see load_policy
     policy: str | None = None  # policy directory: adds the strategy "policy"
     policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
     # Batch diversity for the policy: shortlist the top (policy_shortlist x query size) items by score,
@@ -65,7 +66,7 @@ def _make_strategy(name: str, config: EvalConfig, device):
         if not config.policy:
             raise MetaalError("strategy 'policy' needs --policy DIR")
         return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates,
-                            shortlist=config.policy_shortlist or None)
+                            shortlist=config.policy_shortlist or None, trust_pickle=config.trust_pickle)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
     return get_strategy(name)
@@ -103,8 +104,15 @@ def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
     return out / "runs" / _slug(task) / f"{_slug(strategy)}__seed{seed}.json"
 
 
-def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True) -> dict:
-    """Run every (task, seed, strategy) not already finished in ``out``; return the results dict."""
+def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
+                  address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1) -> dict:
+    """Run every (task, seed, strategy) not already finished in ``out``; return the results dict.
+
+    ``backend="ray"`` runs each (task, strategy, seed) as a Ray task (``threads`` torch threads and
+    CPUs, ``gpus_per_run`` GPUs) on the cluster at ``address`` (None: a local Ray instance); every
+    run writes its own file in ``OUT/runs`` and the report is built from them as with the local backend.
+    """
+    from metaal.backends import check_backend_options, check_ray_device, import_ray
     from metaal.report import write_results
 
     if not config.tasks:
@@ -115,60 +123,94 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True) ->
         raise MetaalError(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
     if config.seeds < 1:
         raise MetaalError(f"--seeds must be at least 1, got {config.seeds}")
+    check_backend_options(backend, address, gpus_per_run, gpus_option="--gpus-per-run")
+    if backend == "ray":
+        import_ray()  # the install hint before anything else
+    if threads < 1:
+        raise MetaalError(f"--threads must be at least 1, got {threads}")
     config.loop.validate()
+    if backend == "ray":
+        check_ray_device(config.device, gpus_per_run, gpus_option="--gpus-per-run")
+        device = None  # chosen inside each task
+    else:
+        device = resolve_device(config.device)
     out = ensure_writable_dir(out, "results directory")
-    device = resolve_device(config.device)
     names = config.strategy_list()
     strategies = {name: _make_strategy(name, config, device) for name in names}  # fail fast on bad names
 
-    # Load each task instance once per seed (fails fast on bad specs before any training).
+    # The runs in report order; finished ones are read back, the others run below.
     seeds = [config.seed + i for i in range(config.seeds)]
+    plan = [(spec, seed, name) for spec in config.tasks for seed in seeds for name in names]
+    found = {key: _load_run(run_path(out, *_pts(key)), run_identity(config, *_pts(key))) for key in plan}
+    todo = [key for key in plan if found[key] is None]
     rounds = len(config.loop.rounds())
-    total = len(config.tasks) * len(seeds) * len(names) * rounds
-    runs = []
-    bar = tqdm(total=total, desc="transfer-eval", unit="round", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(plan) * rounds, initial=(len(plan) - len(todo)) * rounds, desc="transfer-eval", unit="round",
+               disable=not progress, dynamic_ncols=True)
     try:
-        for spec in config.tasks:
-            for seed in seeds:
-                task = None
-                for name in names:
-                    path = run_path(out, spec, name, seed)
-                    ident = run_identity(config, spec, name, seed)
-                    done = _load_run(path, ident)
-                    if done is not None:
-                        runs.append(done)
-                        bar.update(rounds)
-                        continue
-                    if task is None:
-                        task = load_task(
-                            spec,
-                            seed,
-                            config.split,
-                            min_pool=config.loop.initial + config.loop.budget,
-                            data_root=config.data_root,
-                            label_column=config.label_column,
-                            download=config.download,
-                        )
-                    bar.set_postfix_str(f"{_short(spec)} · {name} · seed {seed}")
-                    result = run_episode(
-                        task, strategies[name], config.learner, config.loop, seed, device, on_round=lambda r, n: bar.update(1)
-                    )
-                    run = {
-                        "task": spec,
-                        "strategy": name,
-                        "seed": seed,
-                        "uses_true_labels": bool(getattr(strategies[name], "uses_true_labels", False)),
-                        "aulc": result.aulc,
-                        "final_accuracy": result.final_accuracy,
-                        "labels": result.labels,
-                        "accuracy": result.accuracy,
-                        "identity": ident,
-                    }
-                    atomic_write_json(path, run)
-                    runs.append(run)
+        if backend == "ray" and todo:
+            from metaal.backends import ray_map, ray_session
+
+            with ray_session(address):
+                items = [(config, str(out.absolute()), spec, name, seed, threads) for spec, seed, name in todo]
+                for i, run in ray_map(_ray_run, items, num_cpus=threads, num_gpus=gpus_per_run):
+                    found[todo[i]] = run
+                    bar.update(rounds)
+        elif todo:
+            for spec in config.tasks:
+                for seed in seeds:
+                    # the task instance is loaded once per (task, seed), only if a run of it is missing
+                    task = None
+                    for name in names:
+                        if found[(spec, seed, name)] is not None:
+                            continue
+                        if task is None:
+                            task = _load_eval_task(config, spec, seed)
+                        bar.set_postfix_str(f"{_short(spec)} · {name} · seed {seed}")
+                        found[(spec, seed, name)] = _run_and_save(config, out, task, spec, name, seed, strategies[name],
+                                                                  device, on_round=lambda r, n: bar.update(1))
     finally:
         bar.close()
-    return write_results(out, config, runs)
+    return write_results(out, config, [found[key] for key in plan])
+
+
+def _pts(key: tuple[str, int, str]) -> tuple[str, str, int]:
+    """(task, seed, strategy) plan key -> (task, strategy, seed) as run_path and run_identity take them."""
+    spec, seed, name = key
+    return spec, name, seed
+
+
+def _load_eval_task(config: EvalConfig, spec: str, seed: int):
+    return load_task(spec, seed, config.split, min_pool=config.loop.initial + config.loop.budget,
+                     data_root=config.data_root, label_column=config.label_column, download=config.download)
+
+
+def _run_and_save(config: EvalConfig, out: Path, task, spec: str, name: str, seed: int, strategy, device,
+                  on_round=None) -> dict:
+    """One (task, strategy, seed) run from its paired start, written atomically to OUT/runs."""
+    result = run_episode(task, strategy, config.learner, config.loop, seed, device, on_round=on_round)
+    run = {
+        "task": spec,
+        "strategy": name,
+        "seed": seed,
+        "uses_true_labels": bool(getattr(strategy, "uses_true_labels", False)),
+        "aulc": result.aulc,
+        "final_accuracy": result.final_accuracy,
+        "labels": result.labels,
+        "accuracy": result.accuracy,
+        "identity": run_identity(config, spec, name, seed),
+    }
+    atomic_write_json(run_path(out, spec, name, seed), run)
+    return run
+
+
+def _ray_run(config: EvalConfig, out: str, spec: str, name: str, seed: int, threads: int) -> dict:
+    """A Ray task: one (task, strategy, seed) run, written to its own file."""
+    import torch
+
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    task = _load_eval_task(config, spec, seed)
+    return _run_and_save(config, Path(out), task, spec, name, seed, _make_strategy(name, config, device), device)
 
 
 def _short(spec: str) -> str:
