@@ -19,13 +19,21 @@ def _list(value) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def _setup_threads(threads: int | None) -> None:
+def _setup_threads(threads: int | None) -> int:
     import torch
 
-    n = threads or int(os.environ.get("METAAL_THREADS", "1"))
+    if threads is None:
+        env = os.environ.get("METAAL_THREADS", "1")
+        try:
+            n = int(env)
+        except ValueError:
+            raise MetaalError(f"$METAAL_THREADS must be a whole number, got {env!r}") from None
+    else:
+        n = threads
     if n < 1:
         raise MetaalError(f"--threads must be at least 1, got {n}")
     torch.set_num_threads(n)
+    return n
 
 
 def learner_options(f):
@@ -58,6 +66,16 @@ def loop_options(budget: int = 200):
         return f
 
     return decorate
+
+
+TRUST_PICKLE_HELP = ("Let the policy's pickle-based files be loaded: d3rlpy's model.d3 (used when a policy has no "
+                     "scorer.pt) or a scorer saved as a full pickle. Unpickling a file can run any code it contains, "
+                     "so pass this only for a policy from a source you trust; policies written by `metaal distill` "
+                     "never need it.")
+
+
+def trust_pickle_option(f):
+    return click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)(f)
 
 
 def handle_errors(f):
@@ -99,7 +117,7 @@ def strategies():
     for name, cls in HEURISTICS.items():
         click.echo(f"{name:<18} {cls.description}")
     click.echo(f"{'policy:DIR':<18} a distilled policy (metaal distill); with transfer-eval use --policy DIR")
-    click.echo(f"{'oracle':<18} the lookahead expert itself; reads true labels: a ceiling, not a competitor")
+    click.echo(f"{'oracle':<18} the expert itself (lookahead or batch oracle); reads true labels: a ceiling, not a competitor")
 
 
 def _learner_config(p: dict):
@@ -111,7 +129,8 @@ def _learner_config(p: dict):
 
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
-             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist", "oracle"}
+             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist", "oracle",
+             "backend", "address", "gpus_per_run"}
 
 
 @cli.command("transfer-eval")
@@ -126,7 +145,13 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
 @learner_options
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
+@click.option("--gpus-per-run", type=float, default=0.0, show_default=True,
+              help="--backend ray: GPUs each run's task asks for (fractions share a GPU); --device auto then uses it.")
+@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [evaluate] table sets any option above.")
+@trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -144,7 +169,7 @@ def transfer_eval(ctx, **p):
     p = merge(ctx, p, section(cfg, "evaluate", EVAL_KEYS, p["config_file"]))
     if not p["tasks"]:
         raise MetaalError("missing --tasks (or [evaluate] tasks in --config)")
-    _setup_threads(p["threads"])
+    threads = _setup_threads(p["threads"])
     tasks = parse_task_list(",".join(_list(p["tasks"])))
     strategies = _list(p["strategies"])
     if p["policy"]:
@@ -166,16 +191,18 @@ def transfer_eval(ctx, **p):
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
         policy_shortlist=p["policy_shortlist"],
+        trust_pickle=p["trust_pickle"],
         oracle=dict(p.get("oracle") or {}),
     )
-    results = run(config, p["out"], progress=not p["quiet"])
+    results = run(config, p["out"], progress=not p["quiet"], backend=p["backend"], address=p["address"],
+                  gpus_per_run=p["gpus_per_run"], threads=threads)
     click.echo(format_table(results["summary"]))
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 
 
-GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "oracle_steps",
+GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps",
                  "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
-                 "device", "data_root", "label_column", "shard"}
+                 "device", "data_root", "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
 
 @cli.command()
@@ -183,18 +210,30 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 @click.option("--episodes", type=int, default=8, show_default=True)
 @click.option("--candidates", "-K", type=int, default=32, show_default=True, help="K candidates scored by the oracle per round.")
 @loop_options(budget=60)
-@click.option("--oracle", "oracle_mode", default="finetune", show_default=True, type=click.Choice(["finetune", "retrain", "first-order"]))
+@click.option("--oracle", "oracle_mode", default="finetune", show_default=True,
+              type=click.Choice(["finetune", "retrain", "first-order", "batch"]),
+              help="finetune/retrain/first-order: single-candidate lookaheads; batch: each heuristic's batch retrained "
+                   "(needs --candidates >= 6 x --query-size).")
+@click.option("--proposals", default="random", show_default=True, type=click.Choice(["random", "heuristics"]),
+              help="How the K candidates of a lookahead oracle are drawn: uniformly, or the heuristics' top picks.")
 @click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
 @click.option("--rollin", default="expert", show_default=True, help="expert, random, a strategy name, or policy:DIR.")
 @click.option("--beta", type=float, default=0.5, show_default=True, help="Probability of taking the expert's pick when --rollin is not expert.")
 @learner_options
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes; each writes its own shard.")
+@click.option("--workers", type=int, default=None,
+              help="Processes, each writing its own shard (default 1); with --backend ray: episodes run at once (default: what the cluster fits).")
 @click.option("--shard", default=None, help="i/N: generate only this deterministic slice of the episodes (job arrays).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every episode is a Ray task writing its own shard (pip install 'metaal[ray]').")
+@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
+@click.option("--gpus-per-episode", type=float, default=0.0, show_default=True,
+              help="--backend ray: GPUs each episode task asks for (fractions share a GPU); --device auto then uses it.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [generate] table sets any option above.")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with different settings.")
+@trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="Zarr store (rerun the same command to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -211,8 +250,9 @@ def generate(ctx, **p):
     p = merge(ctx, {**p, "oracle": p.pop("oracle_mode")}, section(cfg, "generate", GENERATE_KEYS, p["config_file"]))
     if not p["tasks"]:
         raise MetaalError("missing --tasks (or [generate] tasks in --config)")
-    _setup_threads(p["threads"])
-    oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"]}
+    threads = _setup_threads(p["threads"])
+    oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
+              "proposals": p["proposals"]}
     config = GenerateConfig(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],
@@ -227,22 +267,25 @@ def generate(ctx, **p):
         data_root=p["data_root"],
         label_column=p["label_column"],
         download=p["download"],
+        trust_pickle=p["trust_pickle"],
     )
-    status = run(config, p["out"], workers=p["workers"], shard=p["shard"], overwrite=p["overwrite"], progress=not p["quiet"])
+    status = run(config, p["out"], workers=p["workers"], shard=p["shard"], overwrite=p["overwrite"], progress=not p["quiet"],
+                 backend=p["backend"], address=p["address"], gpus_per_episode=p["gpus_per_episode"], threads=threads)
     click.echo(f"store {p['out']}: {status['episodes']} episodes, {status['steps']} steps")
 
 
 @cli.command()
 @click.argument("path", type=click.Path())
+@trust_pickle_option
 @handle_errors
-def inspect(path):
+def inspect(path, trust_pickle):
     """Describe a trajectory store or a policy directory."""
     from pathlib import Path
 
     from metaal.inspect import describe_policy, describe_store
 
     if (Path(path) / "metaal-policy.json").is_file():
-        click.echo(describe_policy(path))
+        click.echo(describe_policy(path, trust_pickle=trust_pickle))
     else:
         click.echo(describe_store(path))
 
@@ -261,7 +304,7 @@ def inspect(path):
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [distill] table sets any option above.")
 @click.option("--verbose", is_flag=True, help="Show d3rlpy's own output and keep its logs in OUT/d3rlpy_logs.")
-@click.option("--out", required=True, type=click.Path(), help="Policy directory (written atomically).")
+@click.option("--out", required=True, type=click.Path(), help="Policy directory (appears complete or not at all; training is checkpointed in OUT.partial and a rerun resumes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 @handle_errors
@@ -313,6 +356,45 @@ def run_cmd(quick, config_file, threads, out, quiet):
     if rep.get("mean_rank"):
         click.echo("\nmean rank (1 = best): " + ", ".join(f"{s} {r:.2f}" for s, r in sorted(rep["mean_rank"].items(), key=lambda kv: kv[1])))
     click.echo(f"\nreport: {os.path.join(out, 'results', 'report.md')}  plots: {os.path.join(out, 'results', 'curve_*.png')}")
+
+
+@cli.command("select")
+@click.option("--data", required=True,
+              help="The pool: npz:PATH (array X), csv:PATH (numeric columns; --label-column is dropped if present), "
+                   "a folder of images (index = position in the sorted relative paths), or a task spec (its labels are ignored).")
+@click.option("--labels", "labels_file", required=True, type=click.Path(),
+              help="CSV with columns index,label for the items labelled so far (any labels; strings allowed).")
+@click.option("--strategy", default="margin", show_default=True, help="A strategy (see `metaal strategies`) or policy:DIR.")
+@click.option("--n", "n", type=int, default=20, show_default=True, help="How many items to label next.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Model initialisation, training order and tie-breaks.")
+@click.option("--budget", type=int, default=None,
+              help="Labels you plan to have in total; tells the policy how far along the loop is (default: labelled + n).")
+@click.option("--prefilter", type=int, default=None,
+              help="Policy: featurise only this many smallest-margin items, at least 10 x n (default 200; 0: the whole pool).")
+@click.option("--policy-shortlist", type=int, default=3, show_default=True,
+              help="Policy batches: top N x n items by score, then farthest-point among them (0: by score only).")
+@learner_options
+@click.option("--out", required=True, type=click.Path(), help="CSV to write: index,score,rank,predicted_label,confidence.")
+@handle_errors
+def select_cmd(**p):
+    """Which items to label next: train on LABELS, rank the rest of the pool, write the top n."""
+    from metaal.learners import LearnerConfig
+    from metaal.select import DEFAULT_PREFILTER, select_next
+
+    _setup_threads(p["threads"])
+    if p["train_steps"] < 1:
+        raise MetaalError(f"--epochs-steps must be at least 1, got {p['train_steps']}")
+    prefilter = DEFAULT_PREFILTER if p["prefilter"] is None else p["prefilter"]
+    if prefilter < 0 or p["policy_shortlist"] < 0:
+        raise MetaalError("--prefilter and --policy-shortlist must be at least 0")
+    sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],
+                      learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
+                      budget=p["budget"], prefilter=prefilter, shortlist=p["policy_shortlist"],
+                      label_column=p["label_column"], data_root=p["data_root"], download=p["download"])
+    sel.write_csv(p["out"])
+    info = sel.info
+    click.echo(f"{p['out']}: {len(sel)} items to label next ({sel.strategy}; pool {info['pool']}, "
+               f"{info['labelled']} labelled, {len(info['classes'])} classes, training accuracy {info['train_accuracy']:.3f})")
 
 
 def main():  # console-script entry point

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,6 +42,7 @@ class GenerateConfig:
     data_root: str | None = None
     label_column: str = "label"
     download: bool = False  # torchvision: fetch missing data sets into data_root
+    trust_pickle: bool = False  # --rollin policy:DIR may read pickle-based policy files (a security choice, not content)
 
     def oracle_config(self):
         from metaal.oracle import OracleConfig
@@ -55,12 +57,14 @@ class GenerateConfig:
         d = asdict(self)
         d.pop("device")
         d.pop("download")
+        d.pop("trust_pickle", None)
         d["oracle"] = self.oracle_config().to_dict()
         d["oracle"].pop("chunk", None)  # a memory knob, not content
         return d
 
     def validate(self) -> None:
-        from metaal.oracle import ORACLE_MODES
+        from metaal.oracle import ALL_ORACLE_MODES as ORACLE_MODES
+        from metaal.oracle.batch import max_candidates
 
         if not self.tasks:
             raise MetaalError("no task given (--tasks SPEC[,SPEC...])")
@@ -75,6 +79,9 @@ class GenerateConfig:
         mode = self.oracle_config().mode
         if mode not in ORACLE_MODES:
             raise MetaalError(f"unknown oracle '{mode}' (choose from {', '.join(ORACLE_MODES)})")
+        if mode == "batch" and self.candidates < max_candidates(self.loop.query_size):
+            raise MetaalError(f"--oracle batch needs --candidates >= {max_candidates(self.loop.query_size)} "
+                              f"(every proposer's batch of --query-size {self.loop.query_size} must fit)")
         self.loop.validate()
 
 
@@ -102,12 +109,16 @@ def _rollin_strategy(config: GenerateConfig):
         return None
     from metaal.acquisition import get_strategy
 
+    if config.rollin.startswith("policy:"):
+        return get_strategy(config.rollin, trust_pickle=config.trust_pickle)
     return get_strategy(config.rollin)
 
 
 def run_generation_episode(config: GenerateConfig, episode_id: int, device=None, rollin=None, on_round=None) -> EpisodeRecord:
     """One expert episode, straight through: draw, score, pick, label, retrain, record."""
+    from metaal.acquisition.proposals import propose_candidates
     from metaal.oracle import lookahead_gains
+    from metaal.oracle.batch import candidate_gains
 
     device = device or resolve_device(config.device)
     oracle = config.oracle_config()
@@ -129,14 +140,19 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     for r, size in enumerate(sizes, start=1):
         unl = state.unlabelled
         k_eff = min(K, len(unl))
-        cands = np.sort(state.rng(31).choice(unl, size=k_eff, replace=False))
-        lab = state.labelled
-        gains = lookahead_gains(state.learner, X[lab], y[lab], X[cands], y[cands], X_val, y_val, oracle,
-                                seed=derive_seed(seed, r, 0x0AC))
+        if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
+            cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r)
+            k_eff = len(cands)
+        else:
+            cands = propose_candidates(state, k_eff, oracle.proposals)
+            lab = state.labelled
+            gains = lookahead_gains(state.learner, X[lab], y[lab], X[cands], y[cands], X_val, y_val, oracle,
+                                    seed=derive_seed(seed, r, 0x0AC))
+            loss_gain, acc_gain_k = gains.loss_gain, gains.acc_gain
         gain = np.full(K, np.nan, np.float32)
-        gain[:k_eff] = gains.loss_gain
+        gain[:k_eff] = loss_gain
         acc_gain = np.full(K, np.nan, np.float32)
-        acc_gain[:k_eff] = gains.acc_gain
+        acc_gain[:k_eff] = acc_gain_k
         fe = FeatureExtractor(state, cands)
         rollin_order = list(rollin.select(state, min(size, k_eff), candidates=cands)) if rollin is not None else []
         position = {int(c): i for i, c in enumerate(cands)}
@@ -240,16 +256,34 @@ def _worker(args):
         events.put(("crash", "".join(traceback.format_exception(exc))))
 
 
-def generate(config: GenerateConfig, out: str, *, workers: int = 1, shard: str | None = None,
-             overwrite: bool = False, progress: bool = True) -> dict:
-    """Fill ``out`` with ``config.episodes`` episodes (resuming an existing store); return its status."""
-    from metaal.store import open_writer, store_status
+def generate(config: GenerateConfig, out: str, *, workers: int | None = None, shard: str | None = None,
+             overwrite: bool = False, progress: bool = True, backend: str = "local", address: str | None = None,
+             gpus_per_episode: float = 0.0, threads: int = 1) -> dict:
+    """Fill ``out`` with ``config.episodes`` episodes (resuming an existing store); return its status.
+
+    ``workers``: local processes, each writing its own shard (None: 1, in this process).  With
+    ``backend="ray"`` every episode is a Ray task (``threads`` CPUs, ``gpus_per_episode`` GPUs) on
+    the cluster at ``address`` (None: a local Ray instance); ``workers`` then bounds the episodes
+    run at once (None: as many as the cluster fits), and each of those lanes writes its own shard
+    ``shards/r<lane>``.  ``threads``: torch threads of each worker process or Ray task (in this
+    process, the caller's setting).  Float results depend on the thread count, not on the backend.
+    """
+    from metaal.backends import check_backend_options, check_ray_device, import_ray
+    from metaal.store import store_status
 
     config.validate()
-    if workers < 1:
+    check_backend_options(backend, address, gpus_per_episode)
+    if backend == "ray":
+        import_ray()  # the install hint before anything else
+    if workers is not None and workers < 1:
         raise MetaalError(f"--workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise MetaalError(f"--threads must be at least 1, got {threads}")
+    ray = backend == "ray"
     sl = parse_shard(shard)
-    if sl and workers > 1:
+    if sl and ray:
+        raise MetaalError("--shard and --backend ray conflict: Ray spreads the episodes itself (use one or the other)")
+    if sl and (workers or 1) > 1:
         raise MetaalError("--shard and --workers > 1 conflict: a shard is one process's slice (use a job array)")
     if sl and overwrite:
         raise MetaalError("--shard and --overwrite conflict: one shard job must not delete the other shards' data")
@@ -262,9 +296,37 @@ def generate(config: GenerateConfig, out: str, *, workers: int = 1, shard: str |
         if config.candidates > len(task.pool) - config.loop.initial:
             raise MetaalError(f"{spec}: --candidates {config.candidates} is larger than the unlabelled pool "
                               f"({len(task.pool) - config.loop.initial} items)")
-    resolve_device(config.device)
-    writer = open_writer(out, store_attrs(config), shard=None if not (sl or workers > 1) else _shard_name(sl, workers, 0),
-                         overwrite=overwrite)
+    if ray:
+        from metaal.backends import ray_session
+
+        check_ray_device(config.device, gpus_per_episode)  # the driver need not have the tasks' GPUs
+        # connect (or start a local instance) before touching the store: a bad --address leaves nothing behind
+        with ray_session(address, num_cpus=workers * threads if workers else None):
+            lanes = _ray_lanes(workers, address, gpus_per_episode, threads)
+            _fill(config, out, _ray_shard(0), overwrite, None, progress,
+                  lambda todo, bar, episode_done, rounds: _run_ray(config, out, todo, lanes, gpus_per_episode, threads,
+                                                                   bar, episode_done, rounds))
+    else:
+        resolve_device(config.device)
+        workers = workers or 1
+
+        def run(todo, bar, episode_done, rounds):
+            if workers == 1:
+                index, count = sl if sl else (0, 1)
+                _run_slice(config, out, index, count, _shard_name(sl, 1, 0) if sl else None,
+                           on_round=lambda r, n: bar.update(1), on_episode=episode_done)
+            else:
+                _run_workers(config, out, workers, bar, episode_done, threads)
+
+        _fill(config, out, None if not (sl or workers > 1) else _shard_name(sl, workers, 0), overwrite, sl, progress, run)
+    return store_status(out)
+
+
+def _fill(config: GenerateConfig, out: str, first_shard: str | None, overwrite: bool, sl, progress: bool, run) -> None:
+    """Open (create, check or overwrite) the store, then ``run`` the episodes it lacks under one progress bar."""
+    from metaal.store import open_writer
+
+    writer = open_writer(out, store_attrs(config), shard=first_shard, overwrite=overwrite)
     done = writer.committed_ids()
     del writer
     if sl:
@@ -283,15 +345,10 @@ def generate(config: GenerateConfig, out: str, *, workers: int = 1, shard: str |
 
     bar.set_postfix_str(f"episodes {n_done[0]}/{len(mine)}")
     try:
-        if workers == 1:
-            index, count = sl if sl else (0, 1)
-            _run_slice(config, out, index, count, _shard_name(sl, 1, 0) if sl else None,
-                       on_round=lambda r, n: bar.update(1), on_episode=episode_done)
-        else:
-            _run_workers(config, out, workers, bar, episode_done)
+        if todo:
+            run(todo, bar, episode_done, rounds)
     finally:
         bar.close()
-    return store_status(out)
 
 
 def _shard_name(sl, workers: int, index: int) -> str:
@@ -300,11 +357,11 @@ def _shard_name(sl, workers: int, index: int) -> str:
     return f"w{index}-of-{workers}"
 
 
-def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done) -> None:
+def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done, threads: int = 1) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
     manager = ctx.Manager()
     events = manager.Queue()
-    args = [(config, out, i, workers, _shard_name(None, workers, i), events, 1) for i in range(workers)]
+    args = [(config, out, i, workers, _shard_name(None, workers, i), events, threads) for i in range(workers)]
     with ctx.Pool(workers) as pool:
         pending = pool.map_async(_worker, args)
         finished = 0
@@ -323,3 +380,46 @@ def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_do
                 pool.terminate()
                 raise RuntimeError(f"a generate worker failed:\n{value}")
         pending.get()
+
+
+def _ray_shard(lane: int) -> str:
+    return f"r{lane}"
+
+
+def _ray_episode(config: GenerateConfig, out: str, episode_id: int, threads: int, lane: int) -> int:
+    """A Ray task: one episode, appended to the shard of its lane (no other running task holds that lane)."""
+    import torch
+
+    from metaal.store import open_writer
+
+    torch.set_num_threads(threads)
+    writer = open_writer(out, store_attrs(config), shard=_ray_shard(lane))
+    if episode_id not in writer.committed_ids():  # a retried task may find its episode done
+        writer.append(run_generation_episode(config, episode_id, resolve_device(config.device), _rollin_strategy(config)))
+    return episode_id
+
+
+def _ray_lanes(workers: int | None, address: str | None, gpus: float, threads: int) -> int:
+    """Episodes run at once: --workers, or as many as the Ray cluster fits."""
+    from metaal.backends import import_ray, ray_capacity
+
+    if workers is not None:
+        return workers
+    ray = import_ray()
+    lanes = ray_capacity(ray, threads, gpus)
+    if lanes < 1 and not address:
+        res = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        raise MetaalError(f"the local Ray instance cannot run an episode with {threads} CPU(s) and {gpus:g} GPU(s) "
+                          f"(it has {res})")
+    return max(1, lanes)  # a cluster may still scale up
+
+
+def _run_ray(config: GenerateConfig, out: str, todo: list[int], lanes: int, gpus: float, threads: int,
+             bar, episode_done, rounds: int) -> None:
+    from metaal.backends import ray_map
+
+    out = str(Path(out).absolute())  # tasks may run in another working directory
+    for _ in ray_map(_ray_episode, [(config, out, eid, threads) for eid in todo],
+                     num_cpus=threads, num_gpus=gpus, lanes=min(lanes, len(todo))):
+        bar.update(rounds)
+        episode_done()

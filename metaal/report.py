@@ -118,7 +118,7 @@ def format_table(summary: list[dict]) -> str:
             name = r["strategy"] + ("*" if r.get("uses_true_labels") else "")
             lines.append(f"  {name:<18} {r['aulc_mean']:.4f} ± {half:.4f}  {r['final_accuracy_mean']:>9.4f} {ltr_s:>11} {wtl:>13}")
     if any(r.get("uses_true_labels") for r in summary):
-        lines.append("\n  * reads true labels (lookahead oracle): a ceiling, not a competitor")
+        lines.append("\n  * the oracle reads true labels (lookahead or batch expert): a ceiling, not a competitor")
     return "\n".join(lines).lstrip("\n")
 
 

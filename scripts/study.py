@@ -21,6 +21,19 @@ from pathlib import Path
 
 TUNING_TARGETS = ["synthetic:seed=9001", "synthetic:seed=9002", "synthetic:seed=9003", "synthetic:seed=9004"]
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
+REAL = ["sklearn:wine", "sklearn:iris"]
+
+
+def base_study():
+    """What every variant changes: the first default study (finetune oracle, K = 32, synthetic and
+    real sources, loss target), pinned here so the table stays comparable as `metaal run` moves on."""
+    from metaal.run import default_study
+
+    study = default_study()
+    study.sources = ["synthetic", *REAL]
+    study.generate = replace(study.generate, candidates=32, oracle={})
+    study.distill = replace(study.distill, target="loss")
+    return study
 
 
 def variants() -> dict[str, dict]:
@@ -32,7 +45,7 @@ def variants() -> dict[str, dict]:
         "bc": {"distill": {"algo": "bc"}},
         "cql": {"distill": {"algo": "cql"}},
         "synthetic-only": {"sources": ["synthetic"]},
-        "real-only": {"sources": ["sklearn:wine", "sklearn:iris"]},
+        "real-only": {"sources": REAL},
         "K16": {"generate": {"candidates": 16}},
         "first-order": {"generate": {"oracle": {"mode": "first-order"}}},
         "rollin-margin": {"generate": {"rollin": "margin", "beta": 0.5}},
@@ -40,15 +53,20 @@ def variants() -> dict[str, dict]:
         "more-episodes": {"generate": {"episodes": 48}},
         "pool-sample-32": {"evaluate": {"policy_candidates": 32}},
         "shortlist-3": {"evaluate": {"policy_shortlist": 3}},
+        # the batch oracle (metaal.oracle.batch): each heuristic's batch retrained, the best one imitated
+        "batch-oracle": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}}},
+        "batch-oracle-accuracy": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                  "distill": {"target": "accuracy"}},  # = the `metaal run` default since session 2
+        "batch-oracle-accuracy-with-synthetic": {"generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                                 "distill": {"target": "accuracy"}},
     }
 
 
 def build(name: str, change: dict, episodes: int | None, seeds: int):
     from metaal.evaluate import EvalConfig
     from metaal.loop import LoopConfig
-    from metaal.run import default_study
 
-    study = default_study()
+    study = base_study()
     study.sources = change.get("sources", study.sources)
     study.targets = list(TUNING_TARGETS)
     gen = dict(change.get("generate", {}))
@@ -127,6 +145,10 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
         f"{seeds} seeds, initial 10, budget 100, query size 10, MLP). Mean AULC over the tuning targets; "
         "mean rank among all non-oracle strategies; validation agreement/regret on held-out source episodes.",
         "",
+        "Every variant changes one thing in a pinned base (`base_study()`: finetune oracle, K = 32, sources "
+        "synthetic + wine + iris, `gain` policy ranking the loss gain); the `batch-oracle` rows also use the "
+        "real-only sources. `batch-oracle-accuracy` is the `metaal run` default.",
+        "",
         "| variant | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -151,6 +173,7 @@ def main():
     ap.add_argument("--episodes", type=int, default=None, help="override the default episode count")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--markdown", default="docs/results.md")
+    ap.add_argument("--merge", default=None, help="an earlier study.json: its rows for variants not run now are kept in the table")
     args = ap.parse_args()
     todo = variants()
     if args.only:
@@ -158,6 +181,11 @@ def main():
     jobs = [(name, change, args.out, args.episodes, args.seeds) for name, change in todo.items()]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
+    if args.merge:
+        ran = {r["variant"] for r in rows}
+        earlier = [r for r in json.loads(Path(args.merge).read_text()) if r["variant"] not in ran]
+        order = list(variants())
+        rows = sorted(earlier + rows, key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
     for r in rows:
         print(json.dumps(r))
     Path(args.out).mkdir(parents=True, exist_ok=True)

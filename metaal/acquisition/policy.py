@@ -1,9 +1,11 @@
 """A distilled policy at inference: ``load_policy(DIR)`` -> a Strategy named "policy".
 
 Loading reads only ``metaal-policy.json`` and ``scorer.pt`` (``torch.load(weights_only=True)``,
-which refuses arbitrary pickled objects).  d3rlpy's ``model.d3`` is a pickle and is never
-opened here unless the caller asks for it explicitly with ``trust_pickle=True`` and
-``Policy.d3rlpy_model()``; scoring never needs it.
+which refuses arbitrary pickled objects; its sha256 must match the one the metadata records).
+Pickle-based files can run code when loaded, so they are read only when the caller says
+``trust_pickle=True`` (the CLI's ``--trust-pickle``): a scorer saved as a full pickle, d3rlpy's
+``model.d3`` when a policy has no scorer file, and ``Policy.d3rlpy_model()``.  Scoring a policy
+written by ``metaal distill`` never needs them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class Policy(Strategy):
     description = "a distilled acquisition policy (metaal distill)"
 
     def __init__(self, scorer: torch.nn.Module, meta: dict, path: str | Path | None = None, device: str = "cpu",
-                 max_candidates: int | None = None, trust_pickle: bool = False, shortlist: int | None = None):
+                 max_candidates: int | None = None, trust_pickle: bool = False, shortlist: int | None = None,
+                 prefilter: int | None = None):
         self.scorer = scorer.to(device).eval()
         self.meta = meta
         self.path = None if path is None else Path(path)
@@ -36,6 +39,7 @@ class Policy(Strategy):
         self.max_candidates = max_candidates
         self.trust_pickle = trust_pickle
         self.shortlist = shortlist  # if set: top shortlist*n by score, then farthest-point among them
+        self.prefilter = prefilter  # if set: featurise only the smallest-margin candidates (prefilter_size)
 
     @property
     def algorithm(self) -> str:
@@ -48,17 +52,40 @@ class Policy(Strategy):
         with torch.no_grad():
             return self.scorer(x, c)[0].cpu().numpy().astype(np.float64)
 
+    @property
+    def proposals(self) -> str:
+        """How the policy's training rounds drew candidates: "random" (any item) or "batches"
+        (the union of the heuristics' batches, metaal.oracle.batch); deployment draws the same way."""
+        return str(self.meta.get("proposals", "random"))
+
     def select(self, state, n, candidates=None):
         cands = self._candidates(state, n, candidates)
         if self.max_candidates is not None and len(cands) > self.max_candidates and n <= self.max_candidates:
             cands = np.sort(state.rng(29).choice(cands, size=self.max_candidates, replace=False))
+        if self.prefilter and len(cands) > prefilter_size(self.prefilter, n):
+            cands = margin_prefilter(state.pool_proba()[cands], cands, prefilter_size(self.prefilter, n), state.rng(31))
+        if self.proposals == "batches":  # after any pre-filter: coreset and BADGE then run on a bounded set
+            from metaal.oracle.batch import heuristic_batches, union_candidates
+
+            cands = union_candidates(heuristic_batches(state, n, cands))
         from metaal.acquisition.features import FeatureExtractor
 
         fe = FeatureExtractor(state, cands)
+        lab_emb = state.pool_embedding()[state.labelled].astype(np.float64) if self.shortlist else None
+        positions, _ = self.choose(fe, n, lab_emb)
+        return cands[positions]
+
+    def choose(self, fe, n: int, labelled_embedding: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions into ``fe.candidates`` of n picks in order, and the policy's score of each pick.
+
+        With ``shortlist``: the best ``shortlist * n`` by score, then farthest-point among them in the
+        embedding space (``labelled_embedding`` (L, E) are the centres to stay away from).  Without it:
+        one pick at a time, features updated after each pick.
+        """
         if self.shortlist:
-            return self._diverse_batch(state, fe, cands, n)
-        taken = np.zeros(len(cands), bool)
-        picks = []
+            return self._diverse_batch(fe, n, labelled_embedding)
+        taken = np.zeros(len(fe.candidates), bool)
+        picks, picked_scores = [], []
         for _ in range(n):
             feats, ctx = fe.features(batch_size=n)
             s = self.score(feats, ctx)
@@ -66,19 +93,20 @@ class Policy(Strategy):
             pos = int(np.argmax(s))
             taken[pos] = True
             picks.append(pos)
+            picked_scores.append(s[pos])
             fe.mark_selected(pos)
-        return cands[np.asarray(picks, dtype=np.int64)]
+        return np.asarray(picks, dtype=np.int64), np.asarray(picked_scores, dtype=np.float64)
 
-    def _diverse_batch(self, state, fe, cands: np.ndarray, n: int) -> np.ndarray:
+    def _diverse_batch(self, fe, n: int, labelled_embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Single-candidate scores are redundant within a batch: shortlist the best, then spread out."""
         from metaal.acquisition.strategies import k_center_greedy
 
         feats, ctx = fe.features(batch_size=n)
         s = self.score(feats, ctx)
         top = np.argsort(-s, kind="stable")[: max(n, int(self.shortlist) * n)]
-        emb = state.pool_embedding().astype(np.float64)
-        picks = k_center_greedy(emb[cands[top]], emb[state.labelled], n)
-        return cands[top[picks]]
+        centres = np.zeros((0, fe.candidate_embedding.shape[1])) if labelled_embedding is None else labelled_embedding
+        picks = top[k_center_greedy(fe.candidate_embedding[top], np.asarray(centres, dtype=np.float64), n)]
+        return picks, s[picks]
 
     def d3rlpy_model(self):
         """The d3rlpy algorithm saved beside the scorer (a pickle: needs trust_pickle=True)."""
@@ -92,8 +120,27 @@ class Policy(Strategy):
         return load_d3rlpy_model(self.path / name, device=str(self.device))
 
 
+def prefilter_size(prefilter: int, n: int) -> int:
+    """How many smallest-margin candidates a pre-filter keeps for a batch of n: ``prefilter``, at least 10 n."""
+    return max(int(prefilter), 10 * int(n))
+
+
+def margin_prefilter(proba: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The k candidates with the smallest margin (ties broken at random by ``rng``), sorted by row id.
+
+    A cheap pre-filter before the policy's features: most of a large pool is confidently predicted,
+    and the policy only needs to rank the uncertain part.
+    """
+    from metaal.acquisition import scores
+    from metaal.acquisition.strategies import top_k
+
+    candidates = np.asarray(candidates, dtype=np.int64)
+    keep = top_k(-scores.margin(proba), k, rng.random(len(candidates)))
+    return np.sort(candidates[keep])
+
+
 def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,
-                shortlist: int | None = None) -> Policy:
+                shortlist: int | None = None, prefilter: int | None = None) -> Policy:
     """Load a policy directory written by ``metaal.distill`` (json + scorer.pt only)."""
     path = Path(path)
     meta_file = path / POLICY_FILE
@@ -124,14 +171,84 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
     name = str(info.get("file", "scorer.pt"))
     if Path(name).name != name or name in ("", ".", "..") or "\\" in name:
         raise MetaalError(f"{meta_file}: scorer file {name!r} must be a plain file name in the policy directory")
-    weights = path / name
-    if not weights.is_file():
-        raise MetaalError(f"{path}: scorer weights {weights.name} are missing")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        scorer.load_state_dict(state)
-    except Exception as exc:  # corrupt file, refused pickle, wrong shapes
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MetaalError(f"{weights}: cannot load scorer weights ({msg[:200]})") from None
+    _load_weights(path, meta, scorer, path / name, trust_pickle)
     return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle,
-                  shortlist=shortlist)
+                  shortlist=shortlist, prefilter=prefilter)
+
+
+TRUST_PICKLE_HINT = ("unpickling can run arbitrary code: pass --trust-pickle (trust_pickle=True) only for a policy "
+                     "from a source you trust")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_weights(path: Path, meta: dict, scorer: torch.nn.Module, weights: Path, trust_pickle: bool) -> None:
+    """Fill ``scorer`` from the policy directory without running code from it.
+
+    ``scorer.pt`` is read with ``torch.load(weights_only=True)`` and checked against the sha256 that
+    ``metaal-policy.json`` records (the metadata is written last, so a half-written or altered copy is
+    refused).  Pickle-based files are read only with ``trust_pickle``: a scorer saved as a full pickle,
+    or, when there is no scorer file, d3rlpy's ``model.d3``."""
+    import zipfile
+
+    info = meta.get("scorer") or {}
+    if not weights.is_file():
+        d3 = meta.get("d3rlpy_model")
+        if not (d3 and Path(str(d3)).name == str(d3) and (path / str(d3)).is_file()):
+            raise MetaalError(f"{path}: scorer weights {weights.name} are missing")
+        if not trust_pickle:
+            raise MetaalError(f"{path}: scorer weights {weights.name} are missing and the only model is d3rlpy's {d3}, "
+                              f"a pickle; refusing to open it ({TRUST_PICKLE_HINT})")
+        _weights_from_d3rlpy(path / str(d3), meta, scorer)
+        return
+    expected = info.get("sha256")
+    try:
+        if expected is not None and _sha256(weights) != str(expected):
+            raise MetaalError(f"{weights}: cannot load scorer weights (the file does not match the sha256 recorded in "
+                              f"{POLICY_FILE}: an incomplete or altered copy of the policy)")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            if not zipfile.is_zipfile(weights):
+                raise MetaalError(f"{weights}: cannot load scorer weights (not a PyTorch weights file: {_first_line(exc)})") from None
+            if not trust_pickle:
+                raise MetaalError(f"{weights}: cannot load scorer weights: it holds pickled Python objects, not plain "
+                                  f"tensors; refusing to unpickle it ({TRUST_PICKLE_HINT})") from None
+            state = torch.load(weights, map_location="cpu", weights_only=False)  # explicitly trusted
+            if isinstance(state, torch.nn.Module):
+                state = state.state_dict()
+        scorer.load_state_dict(state)
+    except MetaalError:
+        raise
+    except Exception as exc:  # unreadable file, wrong keys or shapes
+        raise MetaalError(f"{weights}: cannot load scorer weights ({_first_line(exc)})") from None
+
+
+def _weights_from_d3rlpy(model_file: Path, meta: dict, scorer: torch.nn.Module) -> None:
+    """The scorer's weights taken out of d3rlpy's pickled learnable (only with trust_pickle)."""
+    from metaal.acquisition.networks import d3rlpy_modules, load_d3rlpy_model
+
+    try:
+        mods = d3rlpy_modules(load_d3rlpy_model(model_file, device="cpu"))
+        if "q" in mods and "imitator" in mods and hasattr(scorer, "imitator"):
+            scorer.q.load_state_dict(mods["q"].state_dict())
+            scorer.imitator.load_state_dict(mods["imitator"].state_dict())
+        else:
+            scorer.load_state_dict(mods["imitator" if meta.get("algorithm") == "bc" else "q"].state_dict())
+    except MetaalError:
+        raise
+    except Exception as exc:
+        raise MetaalError(f"{model_file}: cannot load the d3rlpy model ({_first_line(exc)})") from None

@@ -3,9 +3,11 @@
 ``lookahead_gains`` is the batched torch.func implementation (what everything uses);
 ``reference_gains`` is the slow per-candidate loop it is tested against; ``OracleStrategy``
 turns the gains into a selection (it reads true labels: a ceiling, not a competitor).
+``metaal.oracle.batch`` is the batch oracle: each heuristic's whole batch, retrained and compared.
 """
 
 from metaal.oracle.lookahead import (
+    ALL_ORACLE_MODES,
     ORACLE_MODES,
     OracleConfig,
     OracleResult,
@@ -17,6 +19,7 @@ from metaal.oracle.lookahead import (
 from metaal.oracle.reference import reference_gains
 
 __all__ = [
+    "ALL_ORACLE_MODES",
     "ORACLE_MODES",
     "OracleConfig",
     "OracleResult",

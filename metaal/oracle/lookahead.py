@@ -60,7 +60,8 @@ from metaal.learners.learner import Learner, derive_seed
 from metaal.oracle.fused import FusedMLP
 from metaal.oracle.fused import plan as fused_plan
 
-ORACLE_MODES = ("finetune", "retrain", "first-order")
+ORACLE_MODES = ("finetune", "retrain", "first-order")  # single-candidate lookaheads (lookahead_gains)
+ALL_ORACLE_MODES = ORACLE_MODES + ("batch",)  # + heuristic batches retrained (metaal.oracle.batch)
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -74,16 +75,17 @@ CPU_VAL_BLOCK_BYTES = 32 << 20  # activations per validation block on CPU (cache
 class OracleConfig:
     """How the lookahead expert scores a candidate."""
 
-    mode: str = "finetune"  # "finetune" | "retrain" | "first-order"
+    mode: str = "finetune"  # "finetune" | "retrain" | "first-order" | "batch"
     steps: int = 10  # S optimiser steps for finetune
     lr: float = 0.05  # SGD step size for finetune and the eta of first-order
     batch_size: int = 32  # minibatch size including the candidate
     chunk: int | None = None  # candidates per vmapped chunk; None = automatic (bounded memory)
     candidates: int = 32  # K used by OracleStrategy when it draws its own candidates
+    proposals: str = "random"  # how the K candidates are drawn: random | heuristics (acquisition.proposals)
 
     def __post_init__(self):
-        if self.mode not in ORACLE_MODES:
-            raise MetaalError(f"unknown oracle mode '{self.mode}' (choose from {', '.join(ORACLE_MODES)})")
+        if self.mode not in ALL_ORACLE_MODES:
+            raise MetaalError(f"unknown oracle mode '{self.mode}' (choose from {', '.join(ALL_ORACLE_MODES)})")
         if int(self.steps) < 1:
             raise MetaalError(f"oracle steps must be at least 1, got {self.steps}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -94,6 +96,10 @@ class OracleConfig:
             raise MetaalError(f"oracle chunk must be at least 1 or None (automatic), got {self.chunk}")
         if int(self.candidates) < 1:
             raise MetaalError(f"oracle candidates must be at least 1, got {self.candidates}")
+        from metaal.acquisition.proposals import PROPOSALS
+
+        if self.proposals not in PROPOSALS:
+            raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -318,6 +324,8 @@ def lookahead_gains(
         raise MetaalError(f"oracle config must be an OracleConfig, got {type(config).__name__}")
     if kernel not in KERNELS:
         raise MetaalError(f"unknown oracle kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if config.mode not in ORACLE_MODES:
+        raise MetaalError(f"oracle mode '{config.mode}' scores whole batches: use metaal.oracle.batch, not lookahead_gains")
     inputs = prepare_inputs(learner, X_lab, y_lab, X_cand, y_cand, X_val, y_val)
     if inputs.k == 0:
         return empty_result(config.mode)
@@ -534,15 +542,28 @@ class OracleStrategy(Strategy):
         self.last_result: OracleResult | None = None
 
     def select(self, state, n, candidates=None):
+        task = state.task
+        if self.config.mode == "batch":
+            from metaal.oracle.batch import candidate_gains
+
+            pool = self._candidates(state, n, candidates)
+            cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
+                                                            round_seed=state.round + 1, pool=pool)
+            self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
+            return cands[np.argsort(-loss_gain.astype(np.float64), kind="stable")[:n]]
         if candidates is None:
             pool = state.unlabelled
             if n > len(pool):
                 raise MetaalError(f"cannot select {n} items from {len(pool)} candidates")
             k = min(len(pool), max(int(self.config.candidates), n))
-            cands = np.asarray(state.rng(23).choice(pool, size=k, replace=False), dtype=np.int64)
+            if self.config.proposals == "random":  # kept as it was: earlier results stay reproducible
+                cands = np.asarray(state.rng(23).choice(pool, size=k, replace=False), dtype=np.int64)
+            else:
+                from metaal.acquisition.proposals import propose_candidates
+
+                cands = propose_candidates(state, k, self.config.proposals)
         else:
             cands = self._candidates(state, n, candidates)
-        task = state.task
         seed = derive_seed(state.seed, state.round, 0x0AC1E)
         result = lookahead_gains(
             state.learner,
@@ -561,6 +582,7 @@ class OracleStrategy(Strategy):
 
 
 __all__ = [
+    "ALL_ORACLE_MODES",
     "ORACLE_MODES",
     "OracleConfig",
     "OracleResult",

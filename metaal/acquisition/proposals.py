@@ -1,0 +1,49 @@
+"""Which K candidates the expert (and a policy trained on it) chooses among each round.
+
+``random``: K unlabelled items drawn uniformly.  The expert then improves on a random pick, but
+a random draw of K rarely holds the items an uncertainty heuristic would take from the whole
+pool, so imitating it competes with margin from behind.
+
+``heuristics``: the union of the classic heuristics' own top picks (margin, entropy, least
+confidence, BALD, coreset, BADGE), an equal share each, topped up with uniform draws to K.  The
+expert's lookahead then arbitrates between heuristics, item by item, with true labels; a policy
+trained on such rounds learns *which heuristic's kind of item helps in which situation*, and at
+deployment it scores the same proposals, so it never strays far from a sensible heuristic.
+Everything here reads only the model and the pool (never a label), so a policy can use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metaal.errors import MetaalError
+
+PROPOSALS = ("random", "heuristics")
+PROPOSERS = ("margin", "entropy", "least_confidence", "bald", "coreset", "badge")
+
+
+def propose_candidates(state, k: int, how: str = "random", pool: np.ndarray | None = None) -> np.ndarray:
+    """Up to k distinct unlabelled rows (sorted), chosen as ``how`` says; all of them when the pool has <= k."""
+    if how not in PROPOSALS:
+        raise MetaalError(f"unknown candidate proposals '{how}' (choose from {', '.join(PROPOSALS)})")
+    pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
+    k = min(int(k), len(pool))
+    if k == len(pool):
+        return np.sort(pool)
+    if how == "random":
+        return np.sort(state.rng(31).choice(pool, size=k, replace=False))
+    from metaal.acquisition.strategies import get_strategy
+
+    share = max(1, k // (len(PROPOSERS) + 1))  # one share left for uniform draws
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for name in PROPOSERS:
+        picks = get_strategy(name).select(state, min(share, len(pool)), candidates=pool)
+        new = [int(c) for c in picks if int(c) not in seen][: max(0, k - len(chosen))]
+        chosen += new
+        seen.update(new)
+    rest = np.setdiff1d(pool, np.asarray(chosen, dtype=np.int64), assume_unique=True)
+    fill = k - len(chosen)
+    if fill > 0:
+        chosen += [int(c) for c in state.rng(37).choice(rest, size=fill, replace=False)]
+    return np.sort(np.asarray(chosen, dtype=np.int64))

@@ -1,0 +1,104 @@
+"""The batch oracle (heuristic batches retrained) and the heuristic candidate proposals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from metaal.cli import cli
+from metaal.errors import MetaalError
+from metaal.learners import LearnerConfig
+from metaal.loop import LoopConfig, new_state
+from metaal.oracle import OracleConfig, OracleStrategy, lookahead_gains
+from metaal.oracle.batch import BATCH_PROPOSERS, candidate_gains, heuristic_batches
+from metaal.tasks import load_task
+
+LEARNER = LearnerConfig(hidden=32, steps=40)
+
+
+@pytest.fixture()
+def state():
+    task = load_task("sklearn:wine", 3)
+    return new_state(task, LEARNER, LoopConfig(initial=8, budget=20, query_size=5), seed=3, device="cpu")
+
+
+def test_winning_batch_gain_is_what_the_loop_then_realises(state):
+    task = state.task
+    Xv, yv = task.X[task.val], task.y[task.val]
+    acc0 = state.learner.accuracy(Xv, yv)
+    cands, loss_gain, acc_gain, per_batch = candidate_gains(state, 5, Xv, yv, round_seed=1)
+    assert set(per_batch) == set(BATCH_PROPOSERS)
+    batches = heuristic_batches(state, 5)
+    assert np.array_equal(cands, np.unique(np.concatenate(list(batches.values()))))
+    assert np.isin(cands, state.unlabelled).all()
+    winner = max(BATCH_PROPOSERS, key=lambda name: per_batch[name][0])
+    top = cands[np.argsort(-loss_gain.astype(np.float64), kind="stable")[:5]]
+    assert set(top) == set(batches[winner])
+    # every candidate carries the best gain of a batch that contains it
+    for name, batch in batches.items():
+        pos = np.searchsorted(cands, batch)
+        assert (loss_gain[pos] >= np.float32(per_batch[name][0])).all()
+    # take the winning batch for real: the loop's retrain gives exactly the oracle's number
+    state.round = 1
+    state.add_labels(batches[winner])
+    state.retrain()
+    assert state.learner.accuracy(Xv, yv) - acc0 == pytest.approx(per_batch[winner][1], abs=1e-6)
+    assert np.isfinite(acc_gain).all()
+
+
+def test_oracle_strategy_in_batch_mode_returns_the_winning_batch(state):
+    strategy = OracleStrategy(OracleConfig(mode="batch"))
+    picked = strategy.select(state, 5)
+    assert len(np.unique(picked)) == 5 and np.isin(picked, state.unlabelled).all()
+    assert picked.tolist() == strategy.select(state, 5).tolist()  # deterministic
+
+
+def test_lookahead_gains_refuses_the_batch_mode(state):
+    with pytest.raises(MetaalError, match="whole batches"):
+        lookahead_gains(state.learner, *(np.zeros((2, 13), np.float32), np.zeros(2, np.int64)) * 3, OracleConfig(mode="batch"), 0)
+
+
+def test_heuristic_proposals_mix_the_heuristics_and_are_reproducible(state):
+    from metaal.acquisition.proposals import propose_candidates
+    from metaal.acquisition.strategies import get_strategy
+
+    a = propose_candidates(state, 21, "heuristics")
+    assert len(a) == 21 and len(np.unique(a)) == 21 and np.isin(a, state.unlabelled).all()
+    assert a.tolist() == propose_candidates(state, 21, "heuristics").tolist()
+    for name in ("margin", "coreset"):  # each heuristic's own first pick is in
+        assert get_strategy(name).select(state, 1)[0] in a
+    r = propose_candidates(state, 21, "random")
+    assert len(r) == 21 and np.isin(r, state.unlabelled).all()
+    with pytest.raises(MetaalError, match="proposals"):
+        propose_candidates(state, 5, "best")
+
+
+def test_generate_and_distill_with_the_batch_oracle(tmp_path):
+    from metaal.acquisition.policy import load_policy
+    from metaal.store import read_trajectories
+
+    out = tmp_path / "b.zarr"
+    args = ["generate", "--tasks", "sklearn:wine", "--episodes", "2", "--candidates", "18", "--initial", "6",
+            "--budget", "6", "--query-size", "3", "--oracle", "batch", "--epochs-steps", "15", "--seed", "2", "--quiet",
+            "--out", str(out)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    t = read_trajectories(str(out))
+    s = t.steps
+    assert t.attrs["oracle"]["mode"] == "batch" and t.n_steps == 2 * 6
+    # each round's expert picks are one whole batch: the three picks share the round's best gain
+    first_picks = s["oracle_gain"][np.arange(t.n_steps), s["expert_action"]].reshape(-1, 3)
+    assert np.allclose(first_picks, first_picks[:, :1])
+    assert (s["mask"][s["round_end"]].sum(1) >= 1).all()
+    r = CliRunner().invoke(cli, ["distill", str(out), "--algo", "gain", "--steps", "30", "--out", str(tmp_path / "pol"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    policy = load_policy(tmp_path / "pol")
+    assert policy.proposals == "batches"
+    state = new_state(load_task("sklearn:iris", 0), LEARNER, LoopConfig(initial=6, budget=9, query_size=3), seed=0, device="cpu")
+    picked = policy.select(state, 3)
+    union = np.unique(np.concatenate(list(heuristic_batches(state, 3).values())))
+    assert len(np.unique(picked)) == 3 and np.isin(picked, union).all()
+    # too few candidates for six batches: refused up front
+    bad = CliRunner().invoke(cli, args[:-2] + ["--candidates", "12", "--out", str(tmp_path / "c.zarr")])
+    assert bad.exit_code == 2 and "--candidates >= 18" in bad.output
