@@ -294,6 +294,8 @@ def inspect(path, trust_pickle):
 @click.argument("stores")
 @click.option("--algo", type=click.Choice(["gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
               help="gain: regression of every candidate's oracle gain (rank targets); bc: imitation (DiscreteBC); cql/bcq: offline RL.")
+@click.option("--target", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+              help="gain: which oracle gain is ranked (accuracy: validation accuracy gain, loss breaking ties).")
 @click.option("--steps", type=int, default=2000, show_default=True, help="Gradient steps.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -315,7 +317,7 @@ def distill(ctx, **p):
     from metaal.distill import DistillConfig
     from metaal.distill import distill as run
 
-    keys = {"algo", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
+    keys = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
     p = merge(ctx, p, section(read_config(p["config_file"]), "distill", keys, p["config_file"]))
     _setup_threads(p["threads"])
     if p["device"] != "cpu":

@@ -217,4 +217,9 @@ def _count_below(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :], 0.0)
+    """Squared distances; in place on one (len(a), len(b)) buffer (same values as the plain expression)."""
+    d = a @ b.T
+    d *= -2
+    d += (a * a).sum(1)[:, None]
+    d += (b * b).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
