@@ -91,10 +91,11 @@ def test_generate_and_distill_with_the_batch_oracle(tmp_path):
     first_picks = s["oracle_gain"][np.arange(t.n_steps), s["expert_action"]].reshape(-1, 3)
     assert np.allclose(first_picks, first_picks[:, :1])
     assert (s["mask"][s["round_end"]].sum(1) >= 1).all()
-    r = CliRunner().invoke(cli, ["distill", str(out), "--algo", "gain", "--steps", "30", "--out", str(tmp_path / "pol"), "--quiet"])
+    r = CliRunner().invoke(cli, ["distill", str(out), "--algo", "gain", "--target", "accuracy", "--steps", "30",
+                                 "--out", str(tmp_path / "pol"), "--quiet"])
     assert r.exit_code == 0, r.output
     policy = load_policy(tmp_path / "pol")
-    assert policy.proposals == "batches"
+    assert policy.proposals == "batches" and policy.meta["hyperparameters"]["target"] == "accuracy"
     state = new_state(load_task("sklearn:iris", 0), LEARNER, LoopConfig(initial=6, budget=9, query_size=3), seed=0, device="cpu")
     picked = policy.select(state, 3)
     union = np.unique(np.concatenate(list(heuristic_batches(state, 3).values())))
