@@ -79,6 +79,8 @@ class GenerateConfig:
         mode = self.oracle_config().mode
         if mode not in ORACLE_MODES:
             raise MetaalError(f"unknown oracle '{mode}' (choose from {', '.join(ORACLE_MODES)})")
+        if mode == "batch" and self.oracle_config().proposals != "random":
+            raise MetaalError("--proposals and --oracle batch conflict: the batch oracle's candidates are the heuristics' batches")
         if mode == "batch" and self.candidates < max_candidates(self.loop.query_size):
             raise MetaalError(f"--oracle batch needs --candidates >= {max_candidates(self.loop.query_size)} "
                               f"(every proposer's batch of --query-size {self.loop.query_size} must fit)")

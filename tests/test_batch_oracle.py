@@ -103,3 +103,5 @@ def test_generate_and_distill_with_the_batch_oracle(tmp_path):
     # too few candidates for six batches: refused up front
     bad = CliRunner().invoke(cli, args[:-2] + ["--candidates", "12", "--out", str(tmp_path / "c.zarr")])
     assert bad.exit_code == 2 and "--candidates >= 18" in bad.output
+    bad = CliRunner().invoke(cli, args[:-2] + ["--proposals", "heuristics", "--out", str(tmp_path / "d.zarr")])
+    assert bad.exit_code == 2 and "conflict" in bad.output and not (tmp_path / "d.zarr").exists()
