@@ -200,7 +200,7 @@ def transfer_eval(ctx, **p):
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 
 
-GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps",
+GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_horizon", "oracle_steps",
                  "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
                  "device", "data_root", "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
@@ -216,6 +216,8 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
                    "(needs --candidates >= 6 x --query-size).")
 @click.option("--proposals", default="random", show_default=True, type=click.Choice(["random", "heuristics"]),
               help="How the K candidates of a lookahead oracle are drawn: uniformly, or the heuristics' top picks.")
+@click.option("--oracle-horizon", type=int, default=1, show_default=True,
+              help="Batch oracle: rounds until the gain is measured (the batch, then margin rounds).")
 @click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
@@ -252,7 +254,7 @@ def generate(ctx, **p):
         raise MetaalError("missing --tasks (or [generate] tasks in --config)")
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
-              "proposals": p["proposals"]}
+              "proposals": p["proposals"], "horizon": p["oracle_horizon"]}
     config = GenerateConfig(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],

@@ -143,7 +143,8 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         unl = state.unlabelled
         k_eff = min(K, len(unl))
         if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
-            cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r)
+            cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r,
+                                                              horizon=int(oracle.horizon))
             k_eff = len(cands)
         else:
             cands = propose_candidates(state, k_eff, oracle.proposals)

@@ -19,6 +19,7 @@ SETTINGS = {
     "retrain, heuristic proposals": {"mode": "retrain", "proposals": "heuristics"},
     "first-order, random K=32": {"mode": "first-order"},
     "batch (heuristic batches retrained)": {"mode": "batch"},
+    "batch, horizon 2 (then one margin round)": {"mode": "batch", "horizon": 2},
 }
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--markdown", default="docs/oracle_ceiling.md")
+    ap.add_argument("--only", default=None, help="comma list of setting positions (0-based) to run")
     args = ap.parse_args()
     import torch
 
@@ -38,7 +40,10 @@ def main() -> None:
     from metaal.loop import LoopConfig
 
     rows = []
+    only = None if args.only is None else {int(i) for i in args.only.split(",")}
     for i, (name, oracle) in enumerate(SETTINGS.items()):
+        if only is not None and i not in only:
+            continue
         cfg = EvalConfig(tasks=list(TUNING_TARGETS), strategies=["random", "margin", "oracle"], seeds=args.seeds,
                          loop=LoopConfig(10, args.budget, 10), oracle=oracle)
         res = transfer_eval(cfg, Path(args.out) / f"setting{i}", progress=False)

@@ -59,6 +59,8 @@ def variants() -> dict[str, dict]:
                                   "distill": {"target": "accuracy"}},  # = the `metaal run` default since session 2
         "batch-oracle-accuracy-with-synthetic": {"generate": {"candidates": 60, "oracle": {"mode": "batch"}},
                                                  "distill": {"target": "accuracy"}},
+        "batch-oracle-accuracy-dagger": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                         "distill": {"target": "accuracy"}, "dagger": True},
         "batch-oracle-accuracy-48-episodes": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"},
                                                                             "episodes": 48}, "distill": {"target": "accuracy"}},
     }

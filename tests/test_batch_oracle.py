@@ -105,3 +105,30 @@ def test_generate_and_distill_with_the_batch_oracle(tmp_path):
     assert bad.exit_code == 2 and "--candidates >= 18" in bad.output
     bad = CliRunner().invoke(cli, args[:-2] + ["--proposals", "heuristics", "--out", str(tmp_path / "d.zarr")])
     assert bad.exit_code == 2 and "conflict" in bad.output and not (tmp_path / "d.zarr").exists()
+
+
+def test_horizon_two_judges_a_batch_after_a_margin_round(state):
+    task = state.task
+    Xv, yv = task.X[task.val], task.y[task.val]
+    batches = heuristic_batches(state, 5)
+    from metaal.oracle.batch import batch_gains
+
+    one = batch_gains(state, batches, Xv, yv, round_seed=1)
+    two = batch_gains(state, batches, Xv, yv, round_seed=1, horizon=2)
+    assert set(two) == set(one) and one != two
+    assert two == batch_gains(state, batches, Xv, yv, round_seed=1, horizon=2)  # deterministic
+    with pytest.raises(MetaalError, match="horizon"):
+        OracleConfig(mode="batch", horizon=0)
+
+
+def test_generate_oracle_horizon_option(tmp_path):
+    from metaal.store import read_trajectories
+
+    out = tmp_path / "h.zarr"
+    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--episodes", "1", "--candidates", "18", "--initial", "6",
+                                 "--budget", "3", "--query-size", "3", "--oracle", "batch", "--oracle-horizon", "2",
+                                 "--epochs-steps", "10", "--quiet", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert read_trajectories(str(out)).attrs["oracle"]["horizon"] == 2
+    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-horizon", "0", "--out", str(tmp_path / "x.zarr")])
+    assert bad.exit_code == 2 and "horizon" in bad.output

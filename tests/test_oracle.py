@@ -247,7 +247,7 @@ def test_resnet18_with_batchnorm():
 def test_config_validation_and_dict():
     assert OracleConfig().to_dict() == {
         "mode": "finetune", "steps": 10, "lr": 0.05, "batch_size": 32, "chunk": None, "candidates": 32,
-        "proposals": "random",
+        "proposals": "random", "horizon": 1,
     }
     for bad in ({"mode": "greedy"}, {"steps": 0}, {"lr": 0.0}, {"batch_size": 0}, {"chunk": 0}, {"candidates": 0}):
         with pytest.raises(MetaalError):

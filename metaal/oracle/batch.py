@@ -42,8 +42,13 @@ def max_candidates(n: int) -> int:
     return len(BATCH_PROPOSERS) * int(n)
 
 
-def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed: int) -> dict[str, tuple[float, float]]:
-    """(validation loss gain, accuracy gain) of retraining with each batch added, vs the learner as it is."""
+def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed: int,
+                horizon: int = 1) -> dict[str, tuple[float, float]]:
+    """(validation loss gain, accuracy gain) of retraining with each batch added, vs the learner as it is.
+
+    ``horizon`` > 1: after the batch, ``horizon - 1`` more rounds of margin sampling (same batch size,
+    retrained the same way) before measuring, so a batch is also judged by what it sets up.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -59,23 +64,36 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
     loss0, acc0 = stats(learner)
     X, y, lab = state.task.X, state.task.y, state.labelled
     out = {}
+    pool = state.task.pool
     for name, batch in batches.items():
         trial = copy.deepcopy(learner)
         rows = np.concatenate([lab, batch])
         trial.fit(X[rows], y[rows], round_seed=round_seed)
+        for extra in range(1, horizon):  # margin follow-up rounds
+            rest = np.setdiff1d(pool, rows)
+            if len(rest) == 0:
+                break
+            margin = _margin(trial.predict_proba(X[rest]))
+            rows = np.concatenate([rows, rest[np.argsort(margin, kind="stable")[: len(batch)]]])
+            trial.fit(X[rows], y[rows], round_seed=round_seed + extra)
         loss, acc = stats(trial)
         out[name] = (loss0 - loss, acc - acc0)
     return out
 
 
-def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None):
+def _margin(proba: np.ndarray) -> np.ndarray:
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1):
     """Candidates (sorted union of the proposers' batches) and each one's best containing batch's gains.
 
     Returns ``(candidates, loss_gain, acc_gain, per_batch)``; gains are float32, per_batch maps a
     proposer to its (loss gain, accuracy gain).  Ties between batches are broken by proposer order.
     """
     batches = heuristic_batches(state, n, pool)
-    per_batch = batch_gains(state, batches, X_val, y_val, round_seed)
+    per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon)
     cands = union_candidates(batches)
     loss = np.full(len(cands), -np.inf)
     acc = np.full(len(cands), -np.inf)

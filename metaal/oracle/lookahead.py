@@ -82,6 +82,7 @@ class OracleConfig:
     chunk: int | None = None  # candidates per vmapped chunk; None = automatic (bounded memory)
     candidates: int = 32  # K used by OracleStrategy when it draws its own candidates
     proposals: str = "random"  # how the K candidates are drawn: random | heuristics (acquisition.proposals)
+    horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -98,6 +99,8 @@ class OracleConfig:
             raise MetaalError(f"oracle candidates must be at least 1, got {self.candidates}")
         from metaal.acquisition.proposals import PROPOSALS
 
+        if int(self.horizon) < 1:
+            raise MetaalError(f"oracle horizon must be at least 1, got {self.horizon}")
         if self.proposals not in PROPOSALS:
             raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
 
@@ -548,7 +551,8 @@ class OracleStrategy(Strategy):
 
             pool = self._candidates(state, n, candidates)
             cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
-                                                            round_seed=state.round + 1, pool=pool)
+                                                            round_seed=state.round + 1, pool=pool,
+                                                            horizon=int(self.config.horizon))
             self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
             return cands[np.argsort(-loss_gain.astype(np.float64), kind="stable")[:n]]
         if candidates is None:
