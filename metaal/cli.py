@@ -378,6 +378,7 @@ def run_cmd(quick, config_file, threads, out, quiet):
 @click.option("--policy-shortlist", type=int, default=3, show_default=True,
               help="Policy batches: top N x n items by score, then farthest-point among them (0: by score only).")
 @learner_options
+@trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="CSV to write: index,score,rank,predicted_label,confidence.")
 @handle_errors
 def select_cmd(**p):
@@ -394,7 +395,8 @@ def select_cmd(**p):
     sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],
                       learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
                       budget=p["budget"], prefilter=prefilter, shortlist=p["policy_shortlist"],
-                      label_column=p["label_column"], data_root=p["data_root"], download=p["download"])
+                      label_column=p["label_column"], data_root=p["data_root"], download=p["download"],
+                      trust_pickle=p["trust_pickle"])
     sel.write_csv(p["out"])
     info = sel.info
     click.echo(f"{p['out']}: {len(sel)} items to label next ({sel.strategy}; pool {info['pool']}, "

@@ -551,7 +551,8 @@ class _ChunkView:
 # ------------------------------------------------------------------------------------------ ranking
 
 
-def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device: str = "cpu") -> Strategy:
+def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device: str = "cpu",
+                     trust_pickle: bool = False) -> Strategy:
     """A strategy name, ``policy:DIR`` or a ``Strategy`` instance; the oracle (it reads true labels) is refused."""
     if isinstance(strategy, Strategy):
         return strategy
@@ -559,7 +560,8 @@ def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device
     if name == "oracle":
         raise MetaalError("the oracle reads the true labels of candidates: it cannot choose what to label")
     if name.startswith("policy:"):
-        return get_strategy(name, shortlist=shortlist or None, device="cpu" if device == "auto" else device)
+        return get_strategy(name, shortlist=shortlist or None, device="cpu" if device == "auto" else device,
+                            trust_pickle=trust_pickle)
     return get_strategy(name)
 
 
@@ -748,6 +750,7 @@ def select_next(
     label_column: str = "label",
     data_root: str | None = None,
     download: bool = False,
+    trust_pickle: bool = False,
 ) -> Selection:
     """Train metaal's learner on the labelled items of a pool and return the n items to label next.
 
@@ -757,13 +760,14 @@ def select_next(
     learner: a ``LearnerConfig`` (default: ``LearnerConfig(model=model)``).
     budget: the number of labels you plan to have in total (tells the policy how far along the loop is;
         default: the labelled count plus n).
+    trust_pickle: let a policy's pickle-based files load (they can run code; see ``load_policy``).
     The order of the result depends only on the inputs and ``seed``.
     """
     from metaal.learners import Learner, LearnerConfig, derive_seed, resolve_device
 
     if budget is not None and budget < 1:
         raise MetaalError(f"--budget must be at least 1, got {budget}")
-    resolved = resolve_strategy(strategy, shortlist, device)
+    resolved = resolve_strategy(strategy, shortlist, device, trust_pickle)
     pool = data if isinstance(data, Pool) else load_pool(data, label_column=label_column, data_root=data_root,
                                                          download=download)
     if isinstance(labels, Mapping):

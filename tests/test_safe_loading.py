@@ -98,6 +98,22 @@ def test_trust_pickle_is_what_lets_a_pickle_run(made, tmp_path):
     assert r.exit_code == 2 and "cannot load the d3rlpy model" in r.output and "Traceback" not in r.output
 
 
+
+def test_select_accepts_trust_pickle_too(made, tmp_path):
+    marker = tmp_path / "PWNED"
+    pol = _copy(made["bc"], tmp_path / "pol")
+    (pol / "scorer.pt").unlink()
+    (pol / "model.d3").write_bytes(payload(marker))
+    np.savez(tmp_path / "pool.npz", X=np.random.default_rng(0).normal(size=(40, 4)))
+    (tmp_path / "labels.csv").write_text("index,label\n0,a\n1,b\n")
+    argv = ["select", "--data", f"npz:{tmp_path / 'pool.npz'}", "--labels", tmp_path / "labels.csv",
+            "--strategy", f"policy:{pol}", "--n", "2", "--out", tmp_path / "sel.csv"]
+    r = invoke(*argv)
+    assert r.exit_code == 2 and not marker.exists()
+    r = invoke(*argv, "--trust-pickle")
+    assert marker.exists() and "Traceback" not in r.output  # trusted: the payload ran (and is no d3rlpy model)
+
+
 def test_scorer_saved_as_a_full_pickle_is_refused_even_with_a_matching_checksum(made, tmp_path):
     marker = tmp_path / "PWNED"
     pol = _copy(made["gain"], tmp_path / "pol")
