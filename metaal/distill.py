@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
-from metaal.io import atomic_write_text, json_default
+from metaal.io import atomic_write_text, file_sha256, json_default
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
@@ -716,7 +716,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "validation": validation,
         }
         torch.save({k: v.detach().cpu() for k, v in scorer.state_dict().items()}, tmp / SCORER_FILE)
-        scorer_info["sha256"] = _sha256(tmp / SCORER_FILE)  # load_policy checks the weights it reads
+        scorer_info["sha256"] = file_sha256(tmp / SCORER_FILE)  # load_policy checks the weights it reads
         meta = _clean(meta)
         # the metadata last: a directory without it (or with weights that do not match it) never loads
         atomic_write_text(tmp / POLICY_FILE, json.dumps(meta, indent=2, default=json_default, allow_nan=False) + "\n")
@@ -731,14 +731,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         raise
     shutil.rmtree(work, ignore_errors=True)
     return meta
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _clean(o):

@@ -19,6 +19,7 @@ import torch
 from metaal.acquisition import features
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
+from metaal.io import file_sha256
 
 POLICY_FILE = "metaal-policy.json"
 POLICY_FORMAT = "metaal-policy"
@@ -185,16 +186,6 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_weights(path: Path, meta: dict, scorer: torch.nn.Module, weights: Path, trust_pickle: bool) -> None:
     """Fill ``scorer`` from the policy directory without running code from it.
 
@@ -216,7 +207,7 @@ def _load_weights(path: Path, meta: dict, scorer: torch.nn.Module, weights: Path
         return
     expected = info.get("sha256")
     try:
-        if expected is not None and _sha256(weights) != str(expected):
+        if expected is not None and file_sha256(weights) != str(expected):
             raise MetaalError(f"{weights}: cannot load scorer weights (the file does not match the sha256 recorded in "
                               f"{POLICY_FILE}: an incomplete or altered copy of the policy)")
         try:

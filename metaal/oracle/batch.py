@@ -21,6 +21,8 @@ import copy
 
 import numpy as np
 
+from metaal.acquisition import scores
+
 BATCH_PROPOSERS = ("margin", "entropy", "bald", "coreset", "badge", "random")
 
 
@@ -73,17 +75,13 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
             rest = np.setdiff1d(pool, rows)
             if len(rest) == 0:
                 break
-            margin = _margin(trial.predict_proba(X[rest]))
+            margin = scores.margin(trial.predict_proba(X[rest]))
             rows = np.concatenate([rows, rest[np.argsort(margin, kind="stable")[: len(batch)]]])
             trial.fit(X[rows], y[rows], round_seed=round_seed + extra)
         loss, acc = stats(trial)
         out[name] = (loss0 - loss, acc - acc0)
     return out
 
-
-def _margin(proba: np.ndarray) -> np.ndarray:
-    top2 = np.sort(proba, axis=1)[:, -2:]
-    return top2[:, 1] - top2[:, 0]
 
 
 def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1):

@@ -177,14 +177,18 @@ class FusedMLP:
             out[self.param_names[2 * i]], out[self.param_names[2 * i + 1]] = w, b
         return out
 
-    def sgd_step(self, params, x_lab, y_lab, xc, yc, masks, lr):
-        """One in-place SGD step of every copy on (its own candidate + the shared labelled rows)."""
+    def _minibatch(self, params, x_lab, y_lab, xc, yc, masks):
+        """Forward of every copy on (its own candidate + the shared labelled rows): weights, output error, saved."""
         kc, m = len(yc), len(y_lab)
         wb = self.weights(params)
         rows = torch.cat([x_lab.unsqueeze(0).expand(kc, *x_lab.shape), xc.unsqueeze(1)], dim=1)
         y = torch.cat([y_lab.unsqueeze(0).expand(kc, m), yc.unsqueeze(1)], dim=1)
         logits, saved = self.forward(wb, rows, masks)
-        delta = self.output_error(logits, y, m + 1)
+        return wb, self.output_error(logits, y, m + 1), saved
+
+    def sgd_step(self, params, x_lab, y_lab, xc, yc, masks, lr):
+        """One in-place SGD step of every copy on (its own candidate + the shared labelled rows)."""
+        wb, delta, saved = self._minibatch(params, x_lab, y_lab, xc, yc, masks)
 
         def apply(i, d, h):
             w, b = wb[i]
@@ -195,12 +199,7 @@ class FusedMLP:
 
     def gradients(self, params, x_lab, y_lab, xc, yc, masks) -> dict[str, torch.Tensor]:
         """Per-copy gradients of the minibatch loss (for optimisers that need them, e.g. Adam)."""
-        kc, m = len(yc), len(y_lab)
-        wb = self.weights(params)
-        rows = torch.cat([x_lab.unsqueeze(0).expand(kc, *x_lab.shape), xc.unsqueeze(1)], dim=1)
-        y = torch.cat([y_lab.unsqueeze(0).expand(kc, m), yc.unsqueeze(1)], dim=1)
-        logits, saved = self.forward(wb, rows, masks)
-        delta = self.output_error(logits, y, m + 1)
+        wb, delta, saved = self._minibatch(params, x_lab, y_lab, xc, yc, masks)
         grads = {}
 
         def apply(i, d, h):
