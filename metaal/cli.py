@@ -200,7 +200,7 @@ def transfer_eval(ctx, **p):
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 
 
-GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_horizon", "oracle_steps",
+GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps",
                  "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
                  "device", "data_root", "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
@@ -218,6 +218,10 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
               help="How the K candidates of a lookahead oracle are drawn: uniformly, or the heuristics' top picks.")
 @click.option("--oracle-horizon", type=int, default=1, show_default=True,
               help="Batch oracle: rounds until the gain is measured (the batch, then margin rounds).")
+@click.option("--oracle-metric", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+              help="What the expert maximises: the validation loss gain, or the accuracy gain (loss breaking ties).")
+@click.option("--oracle-margin-pool", type=int, default=0, show_default=True,
+              help="Batch oracle: draw the heuristics' batches from the M x query-size smallest-margin items (0: all).")
 @click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
@@ -254,7 +258,8 @@ def generate(ctx, **p):
         raise MetaalError("missing --tasks (or [generate] tasks in --config)")
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
-              "proposals": p["proposals"], "horizon": p["oracle_horizon"]}
+              "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
+              "margin_pool": p["oracle_margin_pool"]}
     config = GenerateConfig(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],
@@ -302,6 +307,10 @@ def inspect(path, trust_pickle):
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--hidden", type=int, default=64, show_default=True, help="Width of the per-candidate network.")
+@click.option("--step-weight", type=click.Choice(["uniform", "spread"]), default="uniform", show_default=True,
+              help="gain: weight each step by the spread of its candidates' gains (spread) or alike (uniform).")
+@click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
+              "see `metaal inspect` for the names).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -319,8 +328,10 @@ def distill(ctx, **p):
     from metaal.distill import DistillConfig
     from metaal.distill import distill as run
 
-    keys = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
+    keys = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device", "drop_features",
+            "step_weight"}
     p = merge(ctx, p, section(read_config(p["config_file"]), "distill", keys, p["config_file"]))
+    p["drop_features"] = _list(p["drop_features"])
     _setup_threads(p["threads"])
     if p["device"] != "cpu":
         from metaal.learners import resolve_device

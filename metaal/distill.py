@@ -48,6 +48,7 @@ from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
 GAIN_TARGETS = ("loss", "accuracy")
+STEP_WEIGHTS = ("uniform", "spread")
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
@@ -77,6 +78,12 @@ class DistillConfig:
     alpha: float = 1.0  # cql conservative weight
     action_flexibility: float = 0.3  # bcq imitator threshold
     target: str = "loss"  # gain: which oracle gain is ranked ("loss", or "accuracy" with loss breaking ties)
+    # gain: how much each step counts. "uniform": every step alike; "spread": in proportion to the spread
+    # of its candidates' gains (best - worst), so rounds where every batch helps alike (a saturated task)
+    # teach little and decisive rounds teach most
+    step_weight: str = "uniform"
+    # feature ablation: these candidate or context features are held at 0 in training and at inference
+    drop_features: list[str] = dataclasses.field(default_factory=list)
     # torch threads while training (restored afterwards); None leaves torch's setting.  1 is the
     # safe default for these small networks: extra threads gain little and, when other processes
     # share the cores, oversubscription made training ~10x slower here (see scripts/bench_distill.py).
@@ -92,10 +99,13 @@ class DistillConfig:
             raise MetaalError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.lr <= 0:
             raise MetaalError(f"lr must be positive, got {self.lr}")
+        if self.step_weight not in STEP_WEIGHTS:
+            raise MetaalError(f"unknown step weight '{self.step_weight}' (choose from {', '.join(STEP_WEIGHTS)})")
         if self.target not in GAIN_TARGETS:
             raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
+        features.feature_columns(self.drop_features)  # unknown names are errors
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -182,6 +192,14 @@ def build_dataset(trajs: Trajectories, algo: str = "bc", episodes: np.ndarray | 
             action_size=K,
         )
     return dataset, {"K": K, "F": F, "G": G, "steps": idx, "episodes": ids}
+
+
+def step_spread_weights(gain: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-step weight: the spread (max - min) of the valid gains, divided by its mean over steps."""
+    g = np.where(valid & np.isfinite(gain), gain, np.nan).astype(np.float64)
+    spread = np.nan_to_num(np.nanmax(g, axis=1) - np.nanmin(g, axis=1), nan=0.0)
+    mean = spread.mean() if len(spread) else 0.0
+    return (spread / mean if mean > 0 else np.ones_like(spread)).astype(np.float32)
 
 
 def rank_percentiles(gain: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -355,7 +373,10 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
     ctx = torch.as_tensor(np.nan_to_num(st["context"][keep].astype(np.float32)), device=dev)
     m = torch.as_tensor(mask[keep], device=dev)
     tgt = torch.as_tensor(rank_percentiles(gain[keep], mask[keep]), device=dev)
-    w = torch.as_tensor(weight[keep].astype(np.float32), device=dev)
+    w = weight[keep].astype(np.float32)
+    if cfg.step_weight == "spread":
+        w = w * step_spread_weights(gain[keep], weight[keep])[:, None]
+    w = torch.as_tensor(w, device=dev)
     n = cand.shape[0]
 
     torch.manual_seed(cfg.seed)
@@ -549,6 +570,19 @@ def _load(stores) -> tuple[Trajectories, list[dict]]:
     return trajs, [{"path": p, "fingerprint": fingerprint(p)} for p in paths]
 
 
+def _drop_features(trajs: Trajectories, names: list[str]) -> Trajectories:
+    """A copy of ``trajs`` whose ``names`` columns are 0 (the store itself is not touched)."""
+    if not names:
+        return trajs
+    cand_cols, ctx_cols = features.feature_columns(names)
+    steps = dict(trajs.steps)
+    steps["candidates"] = np.array(steps["candidates"], copy=True)
+    steps["candidates"][..., cand_cols] = 0.0
+    steps["context"] = np.array(steps["context"], copy=True)
+    steps["context"][..., ctx_cols] = 0.0
+    return dataclasses.replace(trajs, steps=steps)
+
+
 def _memory_fingerprint(trajs: Trajectories) -> str:
     h = hashlib.sha256()
     for k in sorted(trajs.steps):
@@ -639,6 +673,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     trajs, sources = _load(stores)
     where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
     _check_store(trajs, where)
+    trajs = _drop_features(trajs, cfg.drop_features)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
     work = _prepare_out(out_dir)
@@ -689,7 +724,9 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "K": int(trajs.K),
             # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
             "proposals": "batches" if (trajs.attrs.get("oracle") or {}).get("mode") == "batch" else "random",
+            "margin_pool": int((trajs.attrs.get("oracle") or {}).get("margin_pool") or 0),
             "algorithm": cfg.algo,
+            "dropped_features": list(cfg.drop_features),  # held at 0: Policy.score zeroes them too
             "scorer": scorer_info,
             "d3rlpy_model": MODEL_FILE if algo is not None else None,
             "d3rlpy_model_note": (

@@ -120,7 +120,8 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     """One expert episode, straight through: draw, score, pick, label, retrain, record."""
     from metaal.acquisition.proposals import propose_candidates
     from metaal.oracle import lookahead_gains
-    from metaal.oracle.batch import candidate_gains
+    from metaal.oracle.batch import candidate_gains, heuristic_batches, uncertain_pool
+    from metaal.oracle.lookahead import expert_key
 
     device = device or resolve_device(config.device)
     oracle = config.oracle_config()
@@ -142,9 +143,12 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     for r, size in enumerate(sizes, start=1):
         unl = state.unlabelled
         k_eff = min(K, len(unl))
+        batches = None
         if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
+            batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r,
-                                                              horizon=int(oracle.horizon))
+                                                              horizon=int(oracle.horizon), batches=batches,
+                                                              metric=oracle.metric)
             k_eff = len(cands)
         else:
             cands = propose_candidates(state, k_eff, oracle.proposals)
@@ -156,7 +160,8 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         gain[:k_eff] = loss_gain
         acc_gain = np.full(K, np.nan, np.float32)
         acc_gain[:k_eff] = acc_gain_k
-        fe = FeatureExtractor(state, cands)
+        expert_score = expert_key(gain, acc_gain, oracle.metric)
+        fe = FeatureExtractor(state, cands, batches=batches)
         rollin_order = list(rollin.select(state, min(size, k_eff), candidates=cands)) if rollin is not None else []
         position = {int(c): i for i, c in enumerate(cands)}
         valid = np.zeros(K, bool)
@@ -166,7 +171,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
             feats, ctx = fe.features(batch_size=size)
             cand_block = np.zeros((K, F), np.float32)
             cand_block[:k_eff] = feats
-            expert = int(np.flatnonzero(valid)[np.argmax(gain[valid])])
+            expert = int(np.flatnonzero(valid)[np.argmax(expert_score[valid])])
             if rollin is None or mix.random() < config.beta:
                 action = expert
             else:

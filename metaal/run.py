@@ -64,9 +64,11 @@ def default_study(quick: bool = False) -> Study:
     return Study(generate=gen, distill=dis, evaluate=ev)
 
 
-_GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr", "rollin",
+_GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
+             "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column"}
-_DIS_KEYS = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device"}
+_DIS_KEYS = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device", "drop_features",
+             "step_weight"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
               "label_column", "oracle", "policy_candidates", "policy_shortlist"}
 
@@ -86,7 +88,8 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     oracle = dict(gen.oracle)
     if "oracle" in g:
         oracle["mode"] = g.pop("oracle")
-    for key, name in (("oracle_steps", "steps"), ("oracle_lr", "lr"), ("proposals", "proposals")):
+    for key, name in (("oracle_steps", "steps"), ("oracle_lr", "lr"), ("proposals", "proposals"), ("oracle_metric", "metric"),
+                      ("oracle_horizon", "horizon"), ("oracle_margin_pool", "margin_pool")):
         if key in g:
             oracle[name] = g.pop(key)
     study.generate = replace(

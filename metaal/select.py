@@ -580,7 +580,8 @@ def _rank(outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, n: int, 
             raise MetaalError("the policy needs the labels of the labelled items (labels=...)")
         if not outputs.has_embeddings:
             raise MetaalError("the policy needs embeddings (pass embeddings=..., an (N, E) array or a function of indices)")
-        fe, cands, e_lab = policy_features(outputs, labelled, labelled_y, n, seed, prefilter, budget_used)
+        fe, cands, e_lab = policy_features(outputs, labelled, labelled_y, n, seed, prefilter, budget_used,
+                                           proposals=strategy.proposals, margin_pool=strategy.margin_pool)
         positions, s = strategy.choose(fe, n, e_lab if strategy.shortlist else None)
         return cands[positions], s
     if isinstance(strategy, ScoreStrategy):
@@ -623,9 +624,13 @@ def _rank_scores(outputs, labelled, n, strategy: ScoreStrategy, seed: int) -> tu
 
 
 def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: int, seed: int, prefilter: int | None,
-                    budget_used: float):
+                    budget_used: float, proposals: str = "random", margin_pool: int = 0):
     """One streaming pass for margins, then the policy's features for the pre-filtered candidates only.
 
+    ``proposals="batches"`` (a policy distilled from the batch oracle): the candidates are the union of the
+    heuristics' batches (metaal.oracle.batch) drawn from the pre-filtered items plus the pool sample, as
+    ``Policy.select`` draws them (``margin_pool`` > 0: from the margin_pool * n smallest margins only); BALD proposes
+    only when ``mc_proba`` is given.
     Returns (FeatureExtractor, candidate pool indices, labelled embeddings).  Without a pre-filter (or on a pool
     no larger than it) the candidates, pool sample and features are those of ``Policy.select`` on an ALState.
     """
@@ -651,8 +656,19 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     S = features._POOL_SAMPLE
     sample = unl if len(unl) <= S else np.random.default_rng([seed, 0, 17]).choice(unl, S, replace=False)
     g_idx = sample[: min(len(sample), 256)]
+    if proposals == "batches" and margin_pool and margin_pool * n < len(unl):  # = oracle.batch.uncertain_pool
+        cands = unl[np.sort(top_k(-margins, margin_pool * n, np.random.default_rng([seed, 0, 37]).random(len(unl))))]
+    elif proposals == "batches" and k < len(unl):
+        cands = np.union1d(cands, sample)  # random, coreset and BADGE batches need the rest of the pool too
     rows = np.unique(np.concatenate([cands, sample, labelled]))
     emb_rows = outputs.embed(rows)
+    batches = None
+    if proposals == "batches":
+        batches = _proposer_batches(outputs, cands, emb_rows[np.searchsorted(rows, cands)],
+                                    emb_rows[np.searchsorted(rows, labelled)], n, seed)
+        from metaal.oracle.batch import union_candidates
+
+        cands = union_candidates(batches)
     emb = {name: emb_rows[np.searchsorted(rows, idx)] for name, idx in
            (("cand", cands), ("sample", sample), ("lab", labelled), ("g", g_idx))}
     p_c = outputs.proba(cands)
@@ -673,8 +689,59 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
         pool_entropy=ent_sum / len(unl),
         budget_used=float(budget_used),
         labelled_stats=_labelled_stats(outputs.proba(labelled), labelled_y) if len(labelled) else (float("nan"),) * 2,
+        batches=batches,
     )
     return fe, cands, emb["lab"].astype(np.float64)
+
+
+def _proposer_batches(outputs, cands: np.ndarray, cand_embedding: np.ndarray, labelled_embedding: np.ndarray,
+                      n: int, seed: int) -> dict[str, np.ndarray]:
+    """The heuristics' batches among ``cands`` (pool indices), computed on those rows and the labelled ones only."""
+    from metaal.acquisition.features import BATCH_PROPOSERS
+    from metaal.oracle.batch import heuristic_batches
+
+    local = _RowsState(outputs, cands, cand_embedding, labelled_embedding, seed)
+    proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or local.has_mc)
+    found = heuristic_batches(local, n, proposers=proposers)
+    return {name: cands[idx] for name, idx in found.items()}
+
+
+class _RowsState:
+    """An ``ALState`` view whose pool is ``cands`` (positions 0..m-1) followed by the labelled rows.
+
+    Candidate positions keep the order of ``cands``, and the generators are those of an ``ALState`` at round 0,
+    so on a whole pool every heuristic picks what it picks on the state itself."""
+
+    def __init__(self, outputs, cands: np.ndarray, cand_embedding: np.ndarray, labelled_embedding: np.ndarray,
+                 seed: int):
+        m, L = len(cands), len(labelled_embedding)
+        self._proba = outputs.proba(cands)
+        self._mc = outputs.mc_proba(cands)
+        self._embedding = np.concatenate([cand_embedding, labelled_embedding]) if L else np.asarray(cand_embedding)
+        self.has_mc = self._mc is not None
+        self.unlabelled = np.arange(m)
+        self.labelled = np.arange(m, m + L)
+        self.seed, self.round = seed, 0
+        self.task = SimpleNamespace(n_classes=outputs.n_classes)
+
+    def rng(self, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.round, purpose])
+
+    def pool_proba(self) -> np.ndarray:
+        return self._proba  # only candidate positions are ever indexed
+
+    def pool_embedding(self) -> np.ndarray:
+        return self._embedding
+
+    def mc_proba(self, idx) -> np.ndarray:
+        return self._mc[:, idx]
+
+    def grad_embedding(self, idx) -> np.ndarray:
+        p = self._proba[idx]
+        e = self._embedding[idx]
+        g = p.copy()
+        g[np.arange(len(g)), g.argmax(1)] -= 1.0
+        return (g[:, :, None] * e[:, None, :]).reshape(len(idx), -1)
 
 
 def _strategy_label(strategy, resolved: Strategy) -> str:

@@ -20,6 +20,10 @@ SETTINGS = {
     "first-order, random K=32": {"mode": "first-order"},
     "batch (heuristic batches retrained)": {"mode": "batch"},
     "batch, horizon 2 (then one margin round)": {"mode": "batch", "horizon": 2},
+    "batch, chosen by accuracy gain": {"mode": "batch", "metric": "accuracy"},
+    "batch among the 3b smallest margins": {"mode": "batch", "margin_pool": 3},
+    "batch among the 5b smallest margins": {"mode": "batch", "margin_pool": 5},
+    "batch, horizon 4 (then three margin rounds)": {"mode": "batch", "horizon": 4},
 }
 
 

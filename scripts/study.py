@@ -22,6 +22,7 @@ from pathlib import Path
 TUNING_TARGETS = ["synthetic:seed=9001", "synthetic:seed=9002", "synthetic:seed=9003", "synthetic:seed=9004"]
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
+IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
 
 
 def base_study():
@@ -63,6 +64,21 @@ def variants() -> dict[str, dict]:
                                          "distill": {"target": "accuracy"}, "dagger": True},
         "batch-oracle-accuracy-48-episodes": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"},
                                                                             "episodes": 48}, "distill": {"target": "accuracy"}},
+        # session 3: feature schema v2 adds which heuristics proposed each candidate (proposer_votes, in_*)
+        "proposer-flags": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                           "distill": {"target": "accuracy"}},
+        "proposer-flags-with-synthetic": {"generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                          "distill": {"target": "accuracy"}},
+        "spread-weight": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                          "distill": {"target": "accuracy", "step_weight": "spread"}},
+        "spread-weight-with-synthetic": {"generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                         "distill": {"target": "accuracy", "step_weight": "spread"}},
+        "synthetic-only-batch": {"sources": ["synthetic"], "generate": {"candidates": 60, "oracle": {"mode": "batch"},
+                                                                  "episodes": 48}, "distill": {"target": "accuracy"}},
+        "proposer-votes-only": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                "distill": {"target": "accuracy", "drop_features": IN_FLAGS}},
+        "proposer-features-dropped": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"}},
+                                      "distill": {"target": "accuracy", "drop_features": [*IN_FLAGS, "proposer_votes"]}},
     }
 
 
@@ -86,14 +102,35 @@ def build(name: str, change: dict, episodes: int | None, seeds: int):
     return study
 
 
+def reuse_baselines(source: Path, out: Path) -> int:
+    """Copy finished baseline runs (every strategy but the policy) from another variant's results.
+
+    transfer-eval keeps a finished run only if its recorded identity (task, seed, loop, learner, split)
+    matches, so a copied run that does not fit this study is simply redone."""
+    import shutil
+
+    copied = 0
+    for f in sorted(Path(source).glob("*/results/runs/*/*.json")):
+        if f.name.startswith("policy__"):
+            continue
+        dest = out / "results" / "runs" / f.parent.name / f.name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+            copied += 1
+    return copied
+
+
 def run_variant(args) -> dict:
-    name, change, out, episodes, seeds = args
+    name, change, out, episodes, seeds, baselines_from = args
     import torch
 
     torch.set_num_threads(1)
     from metaal.run import run_study
 
     out = Path(out) / name
+    if baselines_from:
+        reuse_baselines(Path(baselines_from), out)
     study = build(name, change, episodes, seeds)
     log = []
     if change.get("dagger"):
@@ -177,12 +214,14 @@ def main():
     ap.add_argument("--episodes", type=int, default=None, help="override the default episode count")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--markdown", default="docs/results.md")
+    ap.add_argument("--baselines-from", default=None,
+                    help="an earlier --out: its finished baseline runs are reused (same identity only)")
     ap.add_argument("--merge", default=None, help="an earlier study.json: its rows for variants not run now are kept in the table")
     args = ap.parse_args()
     todo = variants()
     if args.only:
         todo = {k: todo[k] for k in args.only.split(",")}
-    jobs = [(name, change, args.out, args.episodes, args.seeds) for name, change in todo.items()]
+    jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from) for name, change in todo.items()]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
     if args.merge:

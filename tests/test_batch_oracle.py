@@ -91,6 +91,20 @@ def test_generate_and_distill_with_the_batch_oracle(tmp_path):
     first_picks = s["oracle_gain"][np.arange(t.n_steps), s["expert_action"]].reshape(-1, 3)
     assert np.allclose(first_picks, first_picks[:, :1])
     assert (s["mask"][s["round_end"]].sum(1) >= 1).all()
+    # the stored features say which heuristics proposed each candidate; the expert's picks of a round all
+    # come from one proposer's batch, and every proposer flags exactly its batch (3 items) per step
+    from metaal.acquisition.features import FEATURE_NAMES
+
+    cols = [FEATURE_NAMES.index(f"in_{p}") for p in BATCH_PROPOSERS]
+    flags = s["candidates"][:, :, cols]  # (steps, K, proposers)
+    n_valid = np.isfinite(s["oracle_gain"]).sum(1)
+    assert (flags.sum(1) == 3).all()
+    assert np.allclose(s["candidates"][:, :, FEATURE_NAMES.index("proposer_votes")], flags.mean(2))
+    for rnd in range(t.n_steps // 3):
+        steps = np.arange(3 * rnd, 3 * rnd + 3)
+        picked = flags[steps, s["expert_action"][steps]]  # (3 picks, proposers)
+        assert picked.all(axis=0).any()  # one proposer holds all three
+        assert (flags[steps[0], n_valid[steps[0]]:] == 0).all()  # padding carries no flag
     r = CliRunner().invoke(cli, ["distill", str(out), "--algo", "gain", "--target", "accuracy", "--steps", "30",
                                  "--out", str(tmp_path / "pol"), "--quiet"])
     assert r.exit_code == 0, r.output
@@ -132,3 +146,71 @@ def test_generate_oracle_horizon_option(tmp_path):
     assert read_trajectories(str(out)).attrs["oracle"]["horizon"] == 2
     bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-horizon", "0", "--out", str(tmp_path / "x.zarr")])
     assert bad.exit_code == 2 and "horizon" in bad.output
+
+
+def test_accuracy_metric_picks_the_batch_with_the_best_accuracy_gain(state):
+    from metaal.oracle.lookahead import expert_key
+
+    task = state.task
+    Xv, yv = task.X[task.val], task.y[task.val]
+    batches = heuristic_batches(state, 5)
+    cands, loss_gain, acc_gain, per_batch = candidate_gains(state, 5, Xv, yv, round_seed=1, batches=batches,
+                                                            metric="accuracy")
+    best_acc = max(v[1] for v in per_batch.values())
+    winners = [name for name in BATCH_PROPOSERS if per_batch[name][1] == best_acc]
+    winner = max(winners, key=lambda name: per_batch[name][0])  # loss breaks accuracy ties
+    top = cands[np.argsort(-expert_key(loss_gain, acc_gain, "accuracy"), kind="stable")[:5]]
+    assert set(top) == set(batches[winner])
+    picked = OracleStrategy(OracleConfig(mode="batch", metric="accuracy")).select(state, 5)
+    assert set(picked) == set(batches[winner])
+    assert expert_key([0.1, np.nan], [0.0, 0.5], "accuracy")[1] == -np.inf  # NaN never wins
+    for bad, match in ((dict(metric="f1"), "unknown oracle metric"), (dict(mode="first-order", metric="accuracy"), "no accuracy")):
+        with pytest.raises(MetaalError, match=match):
+            OracleConfig(**bad)
+
+
+def test_generate_with_the_accuracy_metric_records_it_and_follows_it(tmp_path):
+    from metaal.oracle.lookahead import expert_key
+    from metaal.store import read_trajectories
+
+    out = tmp_path / "m.zarr"
+    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:wine", "--episodes", "1", "--candidates", "18", "--initial", "6",
+                                 "--budget", "6", "--query-size", "3", "--oracle", "batch", "--oracle-metric", "accuracy",
+                                 "--epochs-steps", "15", "--quiet", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    t = read_trajectories(str(out))
+    assert t.attrs["oracle"]["metric"] == "accuracy"
+    s = t.steps
+    for i in range(t.n_steps):
+        key = expert_key(s["oracle_gain"][i], s["oracle_acc_gain"][i], "accuracy")
+        key[~s["mask"][i]] = -np.inf
+        assert s["expert_action"][i] == int(np.argmax(key))
+
+
+def test_margin_pool_keeps_the_expert_and_its_policy_among_uncertain_items(tmp_path):
+    from metaal.acquisition import scores
+    from metaal.acquisition.policy import load_policy
+    from metaal.oracle.batch import uncertain_pool
+    from metaal.store import read_trajectories
+
+    out = tmp_path / "p.zarr"
+    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:wine", "--episodes", "1", "--candidates", "18", "--initial", "6",
+                                 "--budget", "3", "--query-size", "3", "--oracle", "batch", "--oracle-margin-pool", "3",
+                                 "--epochs-steps", "15", "--quiet", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert read_trajectories(str(out)).attrs["oracle"]["margin_pool"] == 3
+    assert (read_trajectories(str(out)).steps["mask"].sum(1) <= 9).all()  # the batches come from 9 items
+    r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "5", "--val-fraction", "0", "--out", str(tmp_path / "pol"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    policy = load_policy(tmp_path / "pol")
+    assert policy.margin_pool == 3
+    state = new_state(load_task("sklearn:iris", 0), LEARNER, LoopConfig(initial=6, budget=9, query_size=3), seed=0, device="cpu")
+    picked = policy.select(state, 3)
+    uncertain = uncertain_pool(state, 3, 3)
+    assert len(uncertain) == 9 and np.isin(picked, uncertain).all()
+    margins = scores.margin(state.pool_proba()[state.unlabelled])
+    assert scores.margin(state.pool_proba()[uncertain]).max() <= np.sort(margins)[8]
+    picked = OracleStrategy(OracleConfig(mode="batch", margin_pool=3)).select(state, 3)
+    assert np.isin(picked, uncertain).all()
+    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-margin-pool", "2", "--out", str(tmp_path / "x.zarr")])
+    assert bad.exit_code == 2 and "margin_pool applies to the batch oracle" in bad.output

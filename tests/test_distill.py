@@ -449,3 +449,25 @@ def test_policy_select(policies):
     assert set(pick2) <= set(drawn)
     with pytest.raises(MetaalError):
         pol.select(st, 100)
+
+
+def test_dropped_features_are_held_at_zero_in_training_and_in_use(toy, policies, tmp_path):
+    """The ablation switch: without the one feature the toy expert follows, the expert cannot be learned;
+    dropping another feature does not hurt; the policy ignores the dropped columns at inference."""
+    blind = distill(toy, small_config("gain", drop_features=[TOY_FEATURE, "budget_used"]), tmp_path / "blind",
+                    progress=False)
+    assert blind["dropped_features"] == [TOY_FEATURE, "budget_used"]
+    assert blind["validation"]["policy"]["agreement"] < 0.6
+    other = distill(toy, small_config("gain", drop_features=["density"]), tmp_path / "other", progress=False)
+    assert other["validation"]["policy"]["agreement"] >= 0.95
+    pol = load_policy(tmp_path / "blind")
+    rng = np.random.default_rng(0)
+    x, ctx = rng.random((7, F)).astype(np.float32), rng.random(G).astype(np.float32)
+    x2, ctx2 = x.copy(), ctx.copy()
+    x2[:, features.FEATURE_NAMES.index(TOY_FEATURE)] = rng.random(7)
+    ctx2[features.CONTEXT_NAMES.index("budget_used")] = 0.9
+    np.testing.assert_array_equal(pol.score(x, ctx), pol.score(x2, ctx2))
+    assert not np.array_equal(pol.score(x, ctx), pol.score(x[::-1].copy(), ctx))  # the other features still count
+    with pytest.raises(MetaalError, match="unknown feature"):
+        distill(toy, small_config("gain", drop_features=["no_such"]), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()

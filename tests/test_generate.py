@@ -149,7 +149,7 @@ def test_unwritable_store_path(tmp_path):
 def test_inspect_store(reference_store):
     r = CliRunner().invoke(cli, ["inspect", str(reference_store)])
     assert r.exit_code == 0, r.output
-    for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v1"):
+    for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v2"):
         assert needle in r.output
 
 

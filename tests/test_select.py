@@ -20,7 +20,7 @@ NAMES = np.array(["cat", "dog", "eel", "fox"])
 STEPS = ["--epochs-steps", "40"]
 
 
-def make_policy(path, seed=0, uncertainty=False):
+def make_policy(path, seed=0, uncertainty=False, proposals="random", margin_pool=0):
     """A policy artifact as `metaal distill` writes it: random weights, or a hand-set scorer whose score
     falls with the margin feature (an uncertainty policy)."""
     from metaal.acquisition.networks import CandidateScorer
@@ -38,7 +38,8 @@ def make_policy(path, seed=0, uncertainty=False):
             scorer.out.weight[0, 0] = 1.0
     torch.save(scorer.state_dict(), path / "scorer.pt")
     meta = {"format": "metaal-policy", "format_version": 1, "schema": features.schema(), "algorithm": "gain",
-            "scorer": {"file": "scorer.pt", "class": "CandidateScorer", "n_features": F, "n_context": G, "hidden": 16}}
+            "scorer": {"file": "scorer.pt", "class": "CandidateScorer", "n_features": F, "n_context": G, "hidden": 16},
+            "proposals": proposals, "margin_pool": margin_pool}
     (path / "metaal-policy.json").write_text(json.dumps(meta))
     return path
 
@@ -251,12 +252,29 @@ def test_rank_pool_matches_the_strategies(al_state, name):
     np.testing.assert_array_equal(sel.index, get_strategy(name).select(st, 10))
 
 
+@pytest.fixture(scope="module")
+def batch_policy_dir(tmp_path_factory):
+    return make_policy(tmp_path_factory.mktemp("bpol") / "policy", proposals="batches")
+
+
+@pytest.fixture(scope="module")
+def margin_pool_policy_dir(tmp_path_factory):
+    return make_policy(tmp_path_factory.mktemp("mpol") / "policy", proposals="batches", margin_pool=3)
+
+
+@pytest.mark.parametrize("proposals", ["random", "batches", "batches-margin-pool"])
 @pytest.mark.parametrize("prefilter", [None, 150])
-def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, prefilter):
+def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, batch_policy_dir, margin_pool_policy_dir, prefilter,
+                                                proposals):
+    from metaal.acquisition import scores
     from metaal.acquisition.policy import load_policy
+    from metaal.oracle.batch import heuristic_batches, uncertain_pool, union_candidates
 
     st = al_state
-    pol = load_policy(policy_dir, shortlist=3, prefilter=prefilter)
+    pol = load_policy({"random": policy_dir, "batches": batch_policy_dir, "batches-margin-pool": margin_pool_policy_dir}[proposals],
+                      shortlist=3, prefilter=prefilter)
+    margin_pool = 3 if proposals == "batches-margin-pool" else 0
+    proposals = proposals.split("-")[0]
     calls = []
 
     def embed(idx):
@@ -271,9 +289,18 @@ def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, prefilter)
         assert sum(calls) <= prefilter + len(st.unlabelled) + st.n_labelled
     # the array-built features agree with FeatureExtractor on the state
     out = ArrayOutputs(st.pool_proba(), st.pool_embedding(), st.mc_proba)
-    fe, cands, _ = policy_features(out, st.labelled, st.task.y[st.labelled], 10, 0, None, st.budget_used)
-    f0, c0 = features.FeatureExtractor(st, st.unlabelled).features(10)
+    fe, cands, _ = policy_features(out, st.labelled, st.task.y[st.labelled], 10, 0, None, st.budget_used,
+                                   proposals=proposals, margin_pool=margin_pool)
+    batches = heuristic_batches(st, 10, uncertain_pool(st, 10, margin_pool)) if proposals == "batches" else None
+    if margin_pool:  # every proposal is among the 30 smallest margins
+        assert len(np.unique(cands)) <= 30 and scores.margin(st.pool_proba()[cands]).max() <= np.sort(
+            scores.margin(st.pool_proba()[st.unlabelled]))[29]
+    np.testing.assert_array_equal(cands, st.unlabelled if batches is None else union_candidates(batches))
+    f0, c0 = features.FeatureExtractor(st, cands, batches=batches).features(10)
     f1, c1 = fe.features(10)
+    if batches is not None:  # every proposer's batch is flagged, and the votes count them
+        flags = f1[:, [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]]
+        assert (flags.sum(0) == 10).all() and (flags.max(1) == 1).all()
     np.testing.assert_allclose(f1, f0, atol=1e-5)
     np.testing.assert_allclose(c1, c0, atol=1e-5)
 

@@ -9,6 +9,13 @@ every store and policy; ``check_schema`` turns a mismatch into an error.
 Batches are selected one item at a time: ``dist_labelled`` measures distance to the labelled
 set *plus the items already chosen this round*, so a policy that picks sequentially can learn
 diversity, and ``batch_fraction`` tells it how far into the batch it is.
+
+When the candidates are the classic heuristics' own batches (the batch oracle's proposals,
+metaal.oracle.batch), ``proposer_votes`` and the ``in_<proposer>`` flags say which heuristics
+proposed each item.  The batch expert's label is "this item is in the winning batch", which no
+per-item uncertainty or distance feature can tell for coreset, BADGE or random batches; with the
+flags the policy can learn *which heuristic wins when* and still mix items across batches.
+They are 0 when candidates are drawn otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from metaal.acquisition import scores
 from metaal.errors import MetaalError
 from metaal.state import ALState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# The heuristics whose batches the batch oracle compares (metaal.oracle.batch), in tie-break order.
+BATCH_PROPOSERS: tuple[str, ...] = ("margin", "entropy", "bald", "coreset", "badge", "random")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "max_prob",  # top-class probability
@@ -32,6 +42,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "grad_norm",  # gradient-embedding norm / its pool median
     "margin_rank",  # share of the unlabelled pool with a larger margin (1 = most uncertain)
     "dist_rank",  # share of the candidates nearer to the labelled set (1 = farthest)
+    "proposer_votes",  # share of the heuristics whose batch holds the item (0: candidates not from batches)
+    *(f"in_{name}" for name in BATCH_PROPOSERS),  # 1 if that heuristic's batch holds the item
 )
 CONTEXT_NAMES: tuple[str, ...] = (
     "budget_used",  # fraction of the query budget spent
@@ -52,6 +64,17 @@ HEURISTIC_FEATURES: dict[str, tuple[str, int]] = {
     "bald": ("bald", +1),
     "dist_labelled": ("dist_labelled", +1),
 }
+
+
+def feature_columns(names) -> tuple[list[int], list[int]]:
+    """Column positions of ``names`` among the candidate features and among the context features."""
+    names = list(names or [])
+    unknown = sorted(set(names) - set(FEATURE_NAMES) - set(CONTEXT_NAMES))
+    if unknown:
+        raise MetaalError(f"unknown feature(s) {', '.join(unknown)} (features: {', '.join(FEATURE_NAMES)}; "
+                          f"context: {', '.join(CONTEXT_NAMES)})")
+    return ([FEATURE_NAMES.index(n) for n in names if n in FEATURE_NAMES],
+            [CONTEXT_NAMES.index(n) for n in names if n in CONTEXT_NAMES])
 
 
 def schema() -> dict:
@@ -84,12 +107,11 @@ class FeatureExtractor:
     only the rows the features need (candidates, a pool sample, the labelled set).
     """
 
-    def __init__(self, state: ALState, candidates: np.ndarray):
+    def __init__(self, state: ALState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None):
         candidates = np.asarray(candidates, dtype=np.int64)
         proba = state.pool_proba()
         unl = state.unlabelled
-        rng = state.rng(17)
-        sample = unl if len(unl) <= _POOL_SAMPLE else rng.choice(unl, _POOL_SAMPLE, replace=False)
+        sample = pool_sample(state)
         emb = state.pool_embedding()
         self._build(
             candidates=candidates,
@@ -107,6 +129,7 @@ class FeatureExtractor:
             pool_entropy=float(np.mean(scores.entropy(proba[unl]) / np.log(state.task.n_classes))) if len(unl) else 0.0,
             budget_used=state.budget_used,
             labelled_stats=state.labelled_stats(),
+            batches=batches,
         )
 
     @classmethod
@@ -117,7 +140,8 @@ class FeatureExtractor:
         return fe
 
     def _build(self, *, candidates, n_classes, proba, mc_proba, embedding, grad_norm, sample, sample_embedding,
-               sample_grad_norm, labelled_embedding, labelled_y, pool_margin, pool_entropy, budget_used, labelled_stats):
+               sample_grad_norm, labelled_embedding, labelled_y, pool_margin, pool_entropy, budget_used, labelled_stats,
+               batches=None):
         """Every input the features read.
 
         candidates (n,) and sample (S,) are row ids in one index space (only used to tell a candidate
@@ -125,7 +149,8 @@ class FeatureExtractor:
         belong to the candidates; sample_embedding (S, E) and sample_grad_norm (<= S,) to a uniform
         sample of the unlabelled pool; labelled_embedding (L, E) and labelled_y (L,) class ids to the
         labelled set; pool_margin holds the margins of the whole unlabelled pool, pool_entropy its mean
-        normalised entropy; labelled_stats = (train loss, train accuracy).
+        normalised entropy; labelled_stats = (train loss, train accuracy); batches (optional) maps a
+        heuristic in BATCH_PROPOSERS to the row ids of the batch it proposed this round.
         """
         self.candidates = np.asarray(candidates, dtype=np.int64)
         sample = np.asarray(sample, dtype=np.int64)
@@ -169,6 +194,7 @@ class FeatureExtractor:
             "density": np.nan_to_num(density, nan=0.0),
             "grad_norm": gnorm / g_scale,
             "margin_rank": margin_rank,
+            **proposer_flags(self.candidates, batches),
         }
         # Nearest labelled distance, updated as items are chosen within the batch.
         e_l = np.asarray(labelled_embedding).astype(np.float64)
@@ -203,6 +229,24 @@ class FeatureExtractor:
         cand = np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
         ctx = np.asarray([*self._context_base, self._n_selected / max(1, batch_size)], dtype=np.float32)
         return cand, ctx
+
+
+def pool_sample(state: ALState) -> np.ndarray:
+    """The uniform sample of the unlabelled pool the features use for scales and density."""
+    unl = state.unlabelled
+    return unl if len(unl) <= _POOL_SAMPLE else state.rng(17).choice(unl, _POOL_SAMPLE, replace=False)
+
+
+def proposer_flags(candidates: np.ndarray, batches: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """``in_<proposer>`` (0/1) and ``proposer_votes`` for each candidate; all 0 without batches."""
+    batches = batches or {}
+    unknown = sorted(set(batches) - set(BATCH_PROPOSERS))
+    if unknown:
+        raise MetaalError(f"unknown proposer(s) {unknown}: the features know {', '.join(BATCH_PROPOSERS)}")
+    flags = {f"in_{name}": np.isin(candidates, np.asarray(batches.get(name, []), dtype=np.int64)).astype(np.float64)
+             for name in BATCH_PROPOSERS}
+    flags["proposer_votes"] = sum(flags.values()) / len(BATCH_PROPOSERS)
+    return flags
 
 
 def _count_below(pool: np.ndarray, values: np.ndarray) -> np.ndarray:

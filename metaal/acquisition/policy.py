@@ -41,6 +41,8 @@ class Policy(Strategy):
         self.trust_pickle = trust_pickle
         self.shortlist = shortlist  # if set: top shortlist*n by score, then farthest-point among them
         self.prefilter = prefilter  # if set: featurise only the smallest-margin candidates (prefilter_size)
+        # features distillation held at 0 (DistillConfig.drop_features): zeroed here as well
+        self._dropped = features.feature_columns(meta.get("dropped_features") or [])
 
     @property
     def algorithm(self) -> str:
@@ -48,10 +50,19 @@ class Policy(Strategy):
 
     def score(self, feats: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Scores (n,) of n candidates' features (n, F) under context (G,); any n >= 1."""
-        x = torch.as_tensor(np.nan_to_num(np.asarray(feats, np.float32)), device=self.device).unsqueeze(0)
-        c = torch.as_tensor(np.nan_to_num(np.asarray(context, np.float32)), device=self.device).reshape(1, -1)
+        feats = np.nan_to_num(np.array(feats, np.float32))
+        context = np.nan_to_num(np.array(context, np.float32))
+        feats[:, self._dropped[0]] = 0.0
+        context[..., self._dropped[1]] = 0.0
+        x = torch.as_tensor(feats, device=self.device).unsqueeze(0)
+        c = torch.as_tensor(context, device=self.device).reshape(1, -1)
         with torch.no_grad():
             return self.scorer(x, c)[0].cpu().numpy().astype(np.float64)
+
+    @property
+    def margin_pool(self) -> int:
+        """Batch proposals: drawn from the margin_pool * n smallest-margin items, as the expert's were (0: all)."""
+        return int(self.meta.get("margin_pool") or 0)
 
     @property
     def proposals(self) -> str:
@@ -64,14 +75,19 @@ class Policy(Strategy):
         if self.max_candidates is not None and len(cands) > self.max_candidates and n <= self.max_candidates:
             cands = np.sort(state.rng(29).choice(cands, size=self.max_candidates, replace=False))
         if self.prefilter and len(cands) > prefilter_size(self.prefilter, n):
-            cands = margin_prefilter(state.pool_proba()[cands], cands, prefilter_size(self.prefilter, n), state.rng(31))
+            kept = margin_prefilter(state.pool_proba()[cands], cands, prefilter_size(self.prefilter, n), state.rng(31))
+            if self.proposals == "batches":  # random, coreset and BADGE batches also need the rest of the pool
+                kept = np.union1d(kept, np.intersect1d(features.pool_sample(state), cands))
+            cands = kept
+        batches = None
         if self.proposals == "batches":  # after any pre-filter: coreset and BADGE then run on a bounded set
-            from metaal.oracle.batch import heuristic_batches, union_candidates
+            from metaal.oracle.batch import heuristic_batches, uncertain_pool, union_candidates
 
-            cands = union_candidates(heuristic_batches(state, n, cands))
+            batches = heuristic_batches(state, n, uncertain_pool(state, n, self.margin_pool, cands))
+            cands = union_candidates(batches)
         from metaal.acquisition.features import FeatureExtractor
 
-        fe = FeatureExtractor(state, cands)
+        fe = FeatureExtractor(state, cands, batches=batches)
         lab_emb = state.pool_embedding()[state.labelled].astype(np.float64) if self.shortlist else None
         positions, _ = self.choose(fe, n, lab_emb)
         return cands[positions]

@@ -22,17 +22,33 @@ import copy
 import numpy as np
 
 from metaal.acquisition import scores
+from metaal.acquisition.features import BATCH_PROPOSERS  # the feature schema names each proposer
 
-BATCH_PROPOSERS = ("margin", "entropy", "bald", "coreset", "badge", "random")
 
-
-def heuristic_batches(state, n: int, pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def heuristic_batches(state, n: int, pool: np.ndarray | None = None,
+                      proposers: tuple[str, ...] = BATCH_PROPOSERS) -> dict[str, np.ndarray]:
     """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows)."""
     from metaal.acquisition.strategies import get_strategy
 
     pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
     n = min(int(n), len(pool))
-    return {name: np.asarray(get_strategy(name).select(state, n, candidates=pool), dtype=np.int64) for name in BATCH_PROPOSERS}
+    return {name: np.asarray(get_strategy(name).select(state, n, candidates=pool), dtype=np.int64) for name in proposers}
+
+
+def uncertain_pool(state, n: int, margin_pool: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """The ``margin_pool * n`` smallest-margin items of ``pool`` (default: the unlabelled rows), sorted by row id;
+    the whole pool when ``margin_pool`` is 0 or the pool is no larger.
+
+    Drawing the proposers' batches from this pool keeps every choice among uncertain items: the expert (and a
+    policy imitating it) then decides how to spread a batch over the uncertain region, not whether to leave it."""
+    from metaal.acquisition.strategies import top_k
+
+    pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
+    k = int(margin_pool) * int(n)
+    if margin_pool <= 0 or len(pool) <= k:
+        return pool
+    keep = top_k(-scores.margin(state.pool_proba()[pool]), k, state.rng(37).random(len(pool)))
+    return np.sort(pool[keep])
 
 
 def union_candidates(batches: dict[str, np.ndarray]) -> np.ndarray:
@@ -84,21 +100,28 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
 
 
 
-def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1):
+def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1,
+                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss"):
     """Candidates (sorted union of the proposers' batches) and each one's best containing batch's gains.
 
     Returns ``(candidates, loss_gain, acc_gain, per_batch)``; gains are float32, per_batch maps a
     proposer to its (loss gain, accuracy gain).  Ties between batches are broken by proposer order.
+    ``batches``: the proposers' batches if the caller already drew them (default: drawn here from ``pool``).
+    ``metric``: which batch is "best" (``expert_key``: the loss gain, or the accuracy gain with loss breaking ties).
     """
-    batches = heuristic_batches(state, n, pool)
+    from metaal.oracle.lookahead import expert_key
+
+    batches = heuristic_batches(state, n, pool) if batches is None else batches
     per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon)
     cands = union_candidates(batches)
+    names = [name for name in BATCH_PROPOSERS if name in per_batch]
+    key = dict(zip(names, expert_key([per_batch[k][0] for k in names], [per_batch[k][1] for k in names], metric)))
+    best = np.full(len(cands), -np.inf)
     loss = np.full(len(cands), -np.inf)
     acc = np.full(len(cands), -np.inf)
-    for name in BATCH_PROPOSERS:  # a candidate in several batches keeps the best batch's gains
-        lg, ag = per_batch[name]
+    for name in names:  # a candidate in several batches keeps the best batch's gains
         pos = np.searchsorted(cands, batches[name])
-        better = lg > loss[pos]
-        loss[pos[better]] = lg
-        acc[pos[better]] = ag
+        better = key[name] > best[pos]
+        best[pos[better]] = key[name]
+        loss[pos[better]], acc[pos[better]] = per_batch[name]
     return cands, loss.astype(np.float32), acc.astype(np.float32), per_batch

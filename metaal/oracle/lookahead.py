@@ -63,6 +63,23 @@ from metaal.oracle.fused import plan as fused_plan
 ORACLE_MODES = ("finetune", "retrain", "first-order")  # single-candidate lookaheads (lookahead_gains)
 ALL_ORACLE_MODES = ORACLE_MODES + ("batch",)  # + heuristic batches retrained (metaal.oracle.batch)
 
+ORACLE_METRICS = ("loss", "accuracy")
+
+
+def expert_key(loss_gain, acc_gain, metric: str = "loss") -> np.ndarray:
+    """What the expert maximises, per candidate (float64): the loss gain, or the accuracy gain with the loss
+    gain (scaled below one accuracy step) breaking ties.  NaN gains never win."""
+    loss = np.asarray(loss_gain, np.float64)
+    if metric == "loss":
+        key = loss
+    else:
+        acc = np.asarray(acc_gain, np.float64)
+        finite = np.isfinite(loss)
+        spread = np.max(np.abs(loss[finite])) if finite.any() else 0.0
+        key = acc + 1e-3 * loss / (spread if spread > 0 else 1.0)
+    return np.where(np.isfinite(key), key, -np.inf)
+
+
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 CPU_MEMORY_CAP = 1 << 30  # bytes one chunk may use on CPU
@@ -83,6 +100,8 @@ class OracleConfig:
     candidates: int = 32  # K used by OracleStrategy when it draws its own candidates
     proposals: str = "random"  # how the K candidates are drawn: random | heuristics (acquisition.proposals)
     horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
+    metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
+    margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -101,6 +120,14 @@ class OracleConfig:
 
         if int(self.horizon) < 1:
             raise MetaalError(f"oracle horizon must be at least 1, got {self.horizon}")
+        if int(self.margin_pool) < 0:
+            raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
+        if self.margin_pool and self.mode != "batch":
+            raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
+        if self.metric not in ORACLE_METRICS:
+            raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
+        if self.metric == "accuracy" and self.mode == "first-order":
+            raise MetaalError("the first-order oracle has no accuracy gain: use --oracle-metric loss")
         if self.proposals not in PROPOSALS:
             raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
 
@@ -547,14 +574,14 @@ class OracleStrategy(Strategy):
     def select(self, state, n, candidates=None):
         task = state.task
         if self.config.mode == "batch":
-            from metaal.oracle.batch import candidate_gains
+            from metaal.oracle.batch import candidate_gains, uncertain_pool
 
-            pool = self._candidates(state, n, candidates)
+            pool = uncertain_pool(state, n, int(self.config.margin_pool), self._candidates(state, n, candidates))
             cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
                                                             round_seed=state.round + 1, pool=pool,
-                                                            horizon=int(self.config.horizon))
+                                                            horizon=int(self.config.horizon), metric=self.config.metric)
             self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
-            return cands[np.argsort(-loss_gain.astype(np.float64), kind="stable")[:n]]
+            return cands[np.argsort(-expert_key(loss_gain, acc_gain, self.config.metric), kind="stable")[:n]]
         if candidates is None:
             pool = state.unlabelled
             if n > len(pool):
@@ -581,17 +608,19 @@ class OracleStrategy(Strategy):
             seed,
         )
         self.last_candidates, self.last_result = cands, result
-        order = np.argsort(-result.loss_gain.astype(np.float64), kind="stable")  # ties: first in order; NaN last
+        order = np.argsort(-expert_key(result.loss_gain, result.acc_gain, self.config.metric), kind="stable")  # ties: first
         return cands[order[:n]]
 
 
 __all__ = [
     "ALL_ORACLE_MODES",
+    "ORACLE_METRICS",
     "ORACLE_MODES",
     "OracleConfig",
     "OracleResult",
     "OracleStrategy",
     "auto_chunk",
+    "expert_key",
     "lookahead_gains",
     "minibatch_schedule",
 ]
