@@ -82,15 +82,17 @@ def worker(size: int, strategy: str, n: int, repeats: int, policy: str | None) -
 
 
 def make_policy(folder: Path) -> str:
-    """A small real policy: a few expert episodes on iris and wine, distilled with the gain regressor."""
+    """A small real policy of the `metaal run` kind (batch oracle, same margin pool): a few expert episodes on
+    iris and wine, distilled with the gain regressor."""
     from metaal.distill import DistillConfig, distill
     from metaal.generate import GenerateConfig, generate
     from metaal.learners import LearnerConfig
     from metaal.loop import LoopConfig
+    from metaal.run import ORACLE
 
     store = folder / "store.zarr"
-    generate(GenerateConfig(tasks=["sklearn:iris", "sklearn:wine"], episodes=4, candidates=16, loop=LoopConfig(10, 30, 10),
-                            oracle={"steps": 5}, learner=LearnerConfig(steps=50), device="cpu"), str(store), progress=False)
+    generate(GenerateConfig(tasks=["sklearn:iris", "sklearn:wine"], episodes=4, candidates=60, loop=LoopConfig(10, 30, 10),
+                            oracle=dict(ORACLE), learner=LearnerConfig(steps=50), device="cpu"), str(store), progress=False)
     distill([str(store)], DistillConfig(algo="gain", steps=300, batch_size=64), folder / "policy", progress=False)
     return str(folder / "policy")
 

@@ -174,6 +174,9 @@ CASES = [
     ("gen-unwritable-out", lambda f, o: gen("--out", f["file"] / "s.zarr"), "not a writable directory"),
     ("gen-config-unknown-key", lambda f, o: gen("--config", f["toml_gen_unknown"], "--out", o), "unknown key 'episodez'"),
     ("gen-config-value-of-wrong-type", lambda f, o: gen("--config", f["toml_types"], "--out", o), "[generate] candidates must be an integer"),
+    ("gen-margin-pool-without-batch-oracle", lambda f, o: gen("--oracle-margin-pool", "3", "--out", o), "batch oracle only"),
+    ("gen-negative-margin-pool", lambda f, o: gen("--oracle", "batch", "--oracle-margin-pool", "-1", "--out", o), "margin_pool must be"),
+    ("gen-first-order-accuracy", lambda f, o: gen("--oracle", "first-order", "--oracle-metric", "accuracy", "--out", o), "no accuracy gain"),
     # inspect
     ("inspect-missing-path", lambda f, o: ["inspect", f["root"] / "nothing"], "no such store or policy"),
     ("inspect-store-of-another-format-version", lambda f, o: ["inspect", f["store_v99"]], "format_version 99"),
@@ -194,6 +197,8 @@ CASES = [
     ("distill-config-unknown-key", lambda f, o: ["distill", f["store"], "--config", f["toml_unknown"], "--out", o], "unknown key 'learning_rate'"),
     ("distill-config-value-of-wrong-type", lambda f, o: ["distill", f["store"], "--config", f["toml_types"], "--out", o], "[distill] lr must be a number"),
     ("distill-unknown-algo", lambda f, o: ["distill", f["store"], "--algo", "magic", "--out", o], "'--algo'"),
+    ("distill-unknown-dropped-feature", lambda f, o: ["distill", f["store"], "--drop-features", "margin,shoe_size", "--out", o],
+     "unknown feature(s) shoe_size"),
     # run
     ("run-overlapping-sources-and-targets", lambda f, o: ["run", "--quiet", "--config", f["toml_overlap"], "--out", o], "overlap"),
     ("run-malformed-config", lambda f, o: ["run", "--quiet", "--config", f["toml_bad"], "--out", o], "not valid TOML"),

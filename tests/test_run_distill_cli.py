@@ -136,3 +136,16 @@ def test_policy_shortlist_batches_are_diverse_and_distinct(quick_run):
 
     assert min_gap(diverse) >= min_gap(plain) - 1e-9
     assert np.array_equal(diverse, load_policy(out / "policy", shortlist=3).select(state, 5))
+
+
+def test_shipped_configs_parse_and_the_embedded_default_is_the_default_study():
+    from pathlib import Path
+
+    from metaal.run import default_study, study_from_file
+
+    root = Path(__file__).resolve().parents[1] / "scripts" / "configs"
+    written, default = study_from_file(str(root / "embedded_default.toml")), default_study()
+    for part in ("sources", "targets", "workers", "generate", "distill", "evaluate"):
+        assert getattr(written, part) == getattr(default, part), part
+    image = study_from_file(str(root / "image_study.toml"))
+    assert image.generate.oracle == default.generate.oracle and not set(image.sources) & set(image.targets)
