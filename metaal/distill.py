@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
-from metaal.io import atomic_write_text, file_sha256, json_default
+from metaal.io import atomic_write_text, file_sha256, hold_lock, json_default
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
@@ -57,6 +57,7 @@ MODEL_FILE = "model.d3"
 CHECKPOINT_FORMAT = "metaal-distill-checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"
 STAGING_DIR = "staging"
+WORK_LOCK = ".lock"  # in OUT.partial: held by the running distill (metaal.io.hold_lock)
 
 
 @dataclasses.dataclass
@@ -614,8 +615,9 @@ def _versions() -> dict:
     return v
 
 
-def _prepare_out(out_dir: Path) -> Path:
-    """The work directory ``OUT.partial`` (kept: it may hold a checkpoint) with an empty ``staging/``.
+def _prepare_out(out_dir: Path):
+    """The work directory ``OUT.partial`` (kept: it may hold a checkpoint) with an empty ``staging/``, and the
+    lock (``OUT.partial/.lock``, an open file: close it to release) that keeps a second distill out of it.
 
     Refuses to replace a directory that is not a policy, or to use an ``OUT.partial`` that holds
     anything but a previous run's work."""
@@ -628,20 +630,26 @@ def _prepare_out(out_dir: Path) -> Path:
     if work.exists() and not work.is_dir():
         raise MetaalError(f"{work} exists and is not a directory; remove it to distil into {out_dir}")
     if work.is_dir():
-        foreign = [p.name for p in work.iterdir() if p.name not in (CHECKPOINT_FILE, STAGING_DIR) and not p.name.startswith(".checkpoint.")]
+        foreign = [p.name for p in work.iterdir()
+                   if p.name not in (CHECKPOINT_FILE, STAGING_DIR, WORK_LOCK) and not p.name.startswith(".checkpoint.")]
         if foreign:
             raise MetaalError(f"{work} holds files that metaal did not write ({', '.join(sorted(foreign)[:3])}); refusing to use it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         work.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise MetaalError(f"cannot write policy to {out_dir}: {exc.strerror or exc}") from None
+    lock = hold_lock(work / WORK_LOCK, f"policy {out_dir}")  # before touching another run's staging
+    try:
         staging = work / STAGING_DIR
         if staging.exists():  # a killed run's half-written artifact: never used
             shutil.rmtree(staging)
         for stale in work.glob(".checkpoint.*.tmp"):
             stale.unlink()
         staging.mkdir()
-        return work
+        return work, lock
     except OSError as exc:
+        lock.close()
         raise MetaalError(f"cannot write policy to {out_dir}: {exc.strerror or exc}") from None
 
 
@@ -676,7 +684,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     trajs = _drop_features(trajs, cfg.drop_features)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
-    work = _prepare_out(out_dir)
+    work, lock = _prepare_out(out_dir)
     tmp = work / STAGING_DIR
     ckpt = Checkpoints(work, _checkpoint_key(sources, cfg, train_ids), notify or (lambda _m: None))
     try:
@@ -766,6 +774,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         if not ckpt.file.is_file():
             shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        lock.close()
     shutil.rmtree(work, ignore_errors=True)
     return meta
 

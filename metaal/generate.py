@@ -234,16 +234,16 @@ def _run_slice(config: GenerateConfig, out: str, index: int, count: int, shard: 
     """Run the episodes with id % count == index that the store does not have yet."""
     from metaal.store import open_writer
 
-    writer = open_writer(out, store_attrs(config), shard=shard)
-    device = resolve_device(config.device)
-    rollin = _rollin_strategy(config)
-    done = writer.committed_ids()
-    for eid in range(index, config.episodes, count):
-        if eid in done:
-            continue
-        writer.append(run_generation_episode(config, eid, device, rollin, on_round=on_round))
-        if on_episode:
-            on_episode()
+    with open_writer(out, store_attrs(config), shard=shard) as writer:
+        device = resolve_device(config.device)
+        rollin = _rollin_strategy(config)
+        done = writer.committed_ids()
+        for eid in range(index, config.episodes, count):
+            if eid in done:
+                continue
+            writer.append(run_generation_episode(config, eid, device, rollin, on_round=on_round))
+            if on_episode:
+                on_episode()
 
 
 def _worker(args):
@@ -334,9 +334,8 @@ def _fill(config: GenerateConfig, out: str, first_shard: str | None, overwrite: 
     """Open (create, check or overwrite) the store, then ``run`` the episodes it lacks under one progress bar."""
     from metaal.store import open_writer
 
-    writer = open_writer(out, store_attrs(config), shard=first_shard, overwrite=overwrite)
-    done = writer.committed_ids()
-    del writer
+    with open_writer(out, store_attrs(config), shard=first_shard, overwrite=overwrite) as writer:
+        done = writer.committed_ids()
     if sl:
         mine = [e for e in range(sl[0], config.episodes, sl[1])]
     else:
@@ -401,9 +400,10 @@ def _ray_episode(config: GenerateConfig, out: str, episode_id: int, threads: int
     from metaal.store import open_writer
 
     torch.set_num_threads(threads)
-    writer = open_writer(out, store_attrs(config), shard=_ray_shard(lane))
-    if episode_id not in writer.committed_ids():  # a retried task may find its episode done
-        writer.append(run_generation_episode(config, episode_id, resolve_device(config.device), _rollin_strategy(config)))
+    with open_writer(out, store_attrs(config), shard=_ray_shard(lane)) as writer:
+        if episode_id not in writer.committed_ids():  # a retried task may find its episode done
+            writer.append(run_generation_episode(config, episode_id, resolve_device(config.device),
+                                                 _rollin_strategy(config)))
     return episode_id
 
 

@@ -471,3 +471,23 @@ def test_dropped_features_are_held_at_zero_in_training_and_in_use(toy, policies,
     with pytest.raises(MetaalError, match="unknown feature"):
         distill(toy, small_config("gain", drop_features=["no_such"]), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_second_distill_into_the_same_policy_is_refused(toy, tmp_path):
+    """A running distill holds OUT.partial/.lock: a second one must not clear its staging directory."""
+    from metaal.distill import WORK_LOCK, partial_dir
+    from metaal.io import hold_lock
+
+    out = tmp_path / "pol"
+    work = partial_dir(out)
+    (work / "staging").mkdir(parents=True)
+    (work / "staging" / "half-written").write_text("the other run's")
+    lock = hold_lock(work / WORK_LOCK, "test")
+    try:
+        with pytest.raises(MetaalError, match="in use by another metaal process"):
+            distill(toy, small_config("gain", steps=5), out, progress=False)
+        assert (work / "staging" / "half-written").read_text() == "the other run's"
+    finally:
+        lock.close()
+    meta = distill(toy, small_config("gain", steps=5), out, progress=False)  # released: runs, and cleans up
+    assert meta["training"]["steps"] == 5 and not work.exists()

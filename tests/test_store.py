@@ -107,6 +107,10 @@ def test_round_trip_three_episodes(tmp_path):
     assert st["episodes"] == 4 and st["duplicates"] == 0 and st["missing_ids"] == []
     assert st["shards"]["root"] == {"episodes": 4, "steps": st["steps"], "uncommitted_steps": 0,
                                      "uncommitted_rows": 0}
+    # one writer per group at a time: a second one stops with a clear error until the first is closed
+    with pytest.raises(MetaalError, match="in use by another metaal process"):
+        open_writer(str(path), make_attrs())
+    w.close()
     # reopening resumes (nothing lost) and refuses a duplicate id within its group
     w2 = open_writer(str(path), make_attrs())
     assert w2.committed_ids() == {0, 1, 2, 3}
@@ -153,6 +157,7 @@ def test_crash_inside_append_leaves_no_partial_episode(tmp_path, monkeypatch, cr
     # before any resume, readers see only the committed episodes
     assert_trajectories_equal(read_trajectories(path), [0, 1])
     assert store_status(path)["episodes"] == 2
+    w.close()  # what the crashed process's exit does to its lock
     w = open_writer(str(path), make_attrs())  # resume cuts the partial episode off
     assert w.committed_ids() == {0, 1}
     assert store_status(path)["shards"]["root"]["uncommitted_steps"] == 0
@@ -337,3 +342,22 @@ def test_corrupt_chunk_or_metadata_is_a_metaal_error(tmp_path):
     (path2 / "zarr.json").write_bytes(b"\x00\x01")
     with pytest.raises(MetaalError):
         store_attrs(path2)
+
+
+def test_a_second_writer_of_the_same_group_is_refused_until_the_first_dies(tmp_path):
+    """Another process writing the same group: a clear error, not a resume that cuts its episode in half.
+    Other shards stay writable, and a SIGKILLed writer leaves no stale lock behind."""
+    path = tmp_path / "busy.zarr"
+    proc = _run_writer(path, "0:100000")
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(MetaalError, match="in use by another metaal process"):
+            open_writer(str(path), make_attrs())
+        with open_writer(str(path), make_attrs(), shard="other") as other:  # its own group: fine
+            other.append(make_record(500_000))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    with open_writer(str(path), make_attrs()) as w:
+        assert len(w.committed_ids()) >= 0
+    assert store_status(path)["shards"]["root"]["uncommitted_steps"] == 0

@@ -35,6 +35,7 @@ from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 
 from metaal.errors import MetaalError
+from metaal.io import hold_lock
 from metaal.store.records import EPISODE_FIELDS, FORMAT, FORMAT_VERSION, STEP_ARRAYS, EpisodeRecord, Trajectories
 
 # Root attrs that define a store's identity: a writer may only add to a store whose identity matches.
@@ -44,6 +45,7 @@ SCHEMA_KEYS = ("format_version", "schema", "feature_names", "context_names", "K"
 REQUIRED_ATTRS = ("feature_names", "context_names", "schema", "K", "oracle", "config", "versions")
 
 ROOT_NAME = "root"  # the root group's name in store_status
+WRITER_LOCK = ".metaal-writer.lock"  # in each writer group: held while a writer is open (metaal.io.hold_lock)
 _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _STEP_CHUNK_BYTES = 1 << 20  # about 1 MiB chunks of steps/candidates (uncompressed), the widest array
 _STEP_CHUNK_ROWS = (1024, 16384)  # bounds on rows per chunk, the same for every step array
@@ -210,7 +212,13 @@ class TrajectoryWriter:
         self._dir = group_dir
         self.K, self.F, self.G = _dims(attrs)
         self._trailing = {n: tuple(int(s) for s in shp(self.K, self.F, self.G)) for n, (_, shp) in STEP_ARRAYS.items()}
-        self._open_and_recover()
+        # one writer per group at a time: recovery cuts a partial episode, which must not be another writer's
+        self._lock = hold_lock(group_dir / WRITER_LOCK, f"trajectory store {path} ({shard or ROOT_NAME})")
+        try:
+            self._open_and_recover()
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup / resume
     def _open_and_recover(self) -> None:
@@ -352,7 +360,10 @@ class TrajectoryWriter:
         self._own_ids.add(eid)
 
     def close(self) -> None:
-        """Nothing is buffered: every append is on disk when it returns. Kept for symmetry / with-blocks."""
+        """Release the group's writer lock (nothing is buffered: every append is on disk when it returns)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.close()
 
     def __enter__(self) -> TrajectoryWriter:
         return self
