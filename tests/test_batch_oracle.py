@@ -17,6 +17,13 @@ from metaal.tasks import load_task
 LEARNER = LearnerConfig(hidden=32, steps=40)
 
 
+def generate_batch(out, *extra, task="sklearn:wine", budget=6, train_steps=15):
+    """One small batch-oracle episode (query size 3, K = 18) through the CLI."""
+    return CliRunner().invoke(cli, ["generate", "--tasks", task, "--episodes", "1", "--candidates", "18", "--initial", "6",
+                                    "--budget", str(budget), "--query-size", "3", "--oracle", "batch", *extra,
+                                    "--epochs-steps", str(train_steps), "--quiet", "--out", str(out)])
+
+
 @pytest.fixture()
 def state():
     task = load_task("sklearn:wine", 3)
@@ -139,9 +146,7 @@ def test_generate_oracle_horizon_option(tmp_path):
     from metaal.store import read_trajectories
 
     out = tmp_path / "h.zarr"
-    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--episodes", "1", "--candidates", "18", "--initial", "6",
-                                 "--budget", "3", "--query-size", "3", "--oracle", "batch", "--oracle-horizon", "2",
-                                 "--epochs-steps", "10", "--quiet", "--out", str(out)])
+    r = generate_batch(out, "--oracle-horizon", "2", task="sklearn:iris", budget=3, train_steps=10)
     assert r.exit_code == 0, r.output
     assert read_trajectories(str(out)).attrs["oracle"]["horizon"] == 2
     bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-horizon", "0", "--out", str(tmp_path / "x.zarr")])
@@ -174,9 +179,7 @@ def test_generate_with_the_accuracy_metric_records_it_and_follows_it(tmp_path):
     from metaal.store import read_trajectories
 
     out = tmp_path / "m.zarr"
-    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:wine", "--episodes", "1", "--candidates", "18", "--initial", "6",
-                                 "--budget", "6", "--query-size", "3", "--oracle", "batch", "--oracle-metric", "accuracy",
-                                 "--epochs-steps", "15", "--quiet", "--out", str(out)])
+    r = generate_batch(out, "--oracle-metric", "accuracy")
     assert r.exit_code == 0, r.output
     t = read_trajectories(str(out))
     assert t.attrs["oracle"]["metric"] == "accuracy"
@@ -194,9 +197,7 @@ def test_margin_pool_keeps_the_expert_and_its_policy_among_uncertain_items(tmp_p
     from metaal.store import read_trajectories
 
     out = tmp_path / "p.zarr"
-    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:wine", "--episodes", "1", "--candidates", "18", "--initial", "6",
-                                 "--budget", "3", "--query-size", "3", "--oracle", "batch", "--oracle-margin-pool", "3",
-                                 "--epochs-steps", "15", "--quiet", "--out", str(out)])
+    r = generate_batch(out, "--oracle-margin-pool", "3", budget=3)
     assert r.exit_code == 0, r.output
     assert read_trajectories(str(out)).attrs["oracle"]["margin_pool"] == 3
     assert (read_trajectories(str(out)).steps["mask"].sum(1) <= 9).all()  # the batches come from 9 items
