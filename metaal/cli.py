@@ -139,8 +139,9 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
 @click.option("--policy-candidates", type=int, default=None,
               help="Let the policy score this many random unlabelled items per round (default: the whole pool).")
-@click.option("--policy-shortlist", type=int, default=3, show_default=True,
-              help="Policy batches: top N x query-size items by score, then farthest-point among them (0: by score only).")
+@click.option("--policy-shortlist", type=int, default=0, show_default=True,
+              help="Policy batches: top N x query-size items by score, then farthest-point among them (0: one by one by score, "
+                   "as `metaal run`).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
@@ -386,8 +387,9 @@ def run_cmd(quick, config_file, threads, out, quiet):
               help="Labels you plan to have in total; tells the policy how far along the loop is (default: labelled + n).")
 @click.option("--prefilter", type=int, default=None,
               help="Policy: featurise only this many smallest-margin items, at least 10 x n (default 200; 0: the whole pool).")
-@click.option("--policy-shortlist", type=int, default=3, show_default=True,
-              help="Policy batches: top N x n items by score, then farthest-point among them (0: by score only).")
+@click.option("--policy-shortlist", type=int, default=0, show_default=True,
+              help="Policy batches: top N x n items by score, then farthest-point among them (0: one by one by score, "
+                   "as `metaal run`).")
 @learner_options
 @trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="CSV to write: index,score,rank,predicted_label,confidence.")

@@ -43,9 +43,11 @@ class EvalConfig:
     policy: str | None = None  # policy directory: adds the strategy "policy"
     policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
     # Batch diversity for the policy: shortlist the top (policy_shortlist x query size) items by score,
-    # then farthest-point among them; 0 picks one by one by score.  3 was best on the tuning tasks
-    # (scripts/study.py): mean AULC 0.623 against 0.598 without it.
-    policy_shortlist: int = 3
+    # then farthest-point among them; 0 picks one by one by score.  3 helped the first (finetune-oracle)
+    # policy on the tuning tasks (0.623 against 0.598) but not the batch-oracle ones (0.6327 and 0.6265
+    # with 3 and 2, against 0.6375 without; docs/results.md), which choose among the heuristics' own
+    # batches: 0, as `metaal run` uses.
+    policy_shortlist: int = 0
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
     def to_dict(self) -> dict:

@@ -35,7 +35,7 @@ from metaal.acquisition.strategies import ScoreStrategy, Strategy, get_strategy,
 from metaal.errors import MetaalError
 
 DEFAULT_PREFILTER = 200  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
-DEFAULT_SHORTLIST = 3  # policy batches: top 3n by policy score, then farthest-point (as in transfer-eval)
+DEFAULT_SHORTLIST = 0  # policy batches: one by one by score (N > 0: top N x n by score, then farthest-point), as in transfer-eval
 CHUNK = 16384  # pool rows per forward pass when streaming
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
