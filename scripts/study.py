@@ -91,6 +91,8 @@ def variants() -> dict[str, dict]:
         "margin-pool-5-distill-seed-2": _batch(oracle={"margin_pool": 5}, distill={"seed": 2}),
         "margin-pool-10": _batch(oracle={"margin_pool": 10}),
         "margin-pool-5-dagger": {**_batch(oracle={"margin_pool": 5}), "dagger": True},
+        "margin-pool-5-with-synthetic": _batch(sources=None, oracle={"margin_pool": 5}),
+        "margin-pool-5-synthetic-only": _batch(sources=["synthetic"], oracle={"margin_pool": 5}, generate={"episodes": 48}),
     }
 
 
