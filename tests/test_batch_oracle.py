@@ -215,3 +215,16 @@ def test_margin_pool_keeps_the_expert_and_its_policy_among_uncertain_items(tmp_p
     assert np.isin(picked, uncertain).all()
     bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-margin-pool", "2", "--out", str(tmp_path / "x.zarr")])
     assert bad.exit_code == 2 and "margin_pool applies to the batch oracle" in bad.output
+
+
+def test_proposer_flags_without_batches_are_zero_and_unknown_proposers_are_refused():
+    from metaal.acquisition.features import proposer_flags
+
+    flags = proposer_flags(np.array([3, 5, 9]), None)
+    assert set(flags) == {f"in_{p}" for p in BATCH_PROPOSERS} | {"proposer_votes"}
+    assert all((v == 0).all() for v in flags.values())
+    flags = proposer_flags(np.array([3, 5, 9]), {"margin": np.array([5, 9]), "random": np.array([9])})
+    assert flags["in_margin"].tolist() == [0, 1, 1] and flags["in_random"].tolist() == [0, 0, 1]
+    assert np.allclose(flags["proposer_votes"], [0, 1 / 6, 2 / 6])
+    with pytest.raises(MetaalError, match="unknown proposer"):
+        proposer_flags(np.array([1]), {"typiclust": np.array([1])})
