@@ -514,11 +514,7 @@ class PoolState:
         return mc
 
     def grad_embedding(self, idx) -> np.ndarray:
-        p = self.pool_proba()[idx]
-        e = self.pool_embedding()[idx]
-        g = p.copy()
-        g[np.arange(len(g)), g.argmax(1)] -= 1.0
-        return (g[:, :, None] * e[:, None, :]).reshape(len(idx), -1)
+        return _badge_embedding(self.pool_proba()[idx], self.pool_embedding()[idx])
 
     def labelled_stats(self) -> tuple[float, float]:
         if self._labelled_y is None:
@@ -664,15 +660,19 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     emb_rows = outputs.embed(rows)
     batches = None
     if proposals == "batches":
-        batches = _proposer_batches(outputs, cands, emb_rows[np.searchsorted(rows, cands)],
-                                    emb_rows[np.searchsorted(rows, labelled)], n, seed)
         from metaal.oracle.batch import union_candidates
 
-        cands = union_candidates(batches)
+        local = _RowsState(outputs, cands, emb_rows[np.searchsorted(rows, cands)],
+                           emb_rows[np.searchsorted(rows, labelled)], seed)
+        batches = local.batches(n)
+        pos = np.searchsorted(cands, union_candidates(batches))
+        cands, p_c = cands[pos], local.proba[pos]
+        # MC dropout draws its masks per call, as ALState.mc_proba does: the features' BALD reads the union's own call
+        mc = outputs.mc_proba(cands)
+    else:
+        p_c, mc = outputs.proba(cands), outputs.mc_proba(cands)
     emb = {name: emb_rows[np.searchsorted(rows, idx)] for name, idx in
            (("cand", cands), ("sample", sample), ("lab", labelled), ("g", g_idx))}
-    p_c = outputs.proba(cands)
-    mc = outputs.mc_proba(cands)
     fe = features.FeatureExtractor.from_arrays(
         candidates=cands,
         n_classes=C,
@@ -694,54 +694,54 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     return fe, cands, emb["lab"].astype(np.float64)
 
 
-def _proposer_batches(outputs, cands: np.ndarray, cand_embedding: np.ndarray, labelled_embedding: np.ndarray,
-                      n: int, seed: int) -> dict[str, np.ndarray]:
-    """The heuristics' batches among ``cands`` (pool indices), computed on those rows and the labelled ones only."""
-    from metaal.acquisition.features import BATCH_PROPOSERS
-    from metaal.oracle.batch import heuristic_batches
-
-    local = _RowsState(outputs, cands, cand_embedding, labelled_embedding, seed)
-    proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or local.has_mc)
-    found = heuristic_batches(local, n, proposers=proposers)
-    return {name: cands[idx] for name, idx in found.items()}
+def _badge_embedding(proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """BADGE's gradient embedding (p - onehot(argmax p)) x e, flattened per item."""
+    g = proba.copy()
+    g[np.arange(len(g)), g.argmax(1)] -= 1.0
+    return (g[:, :, None] * emb[:, None, :]).reshape(len(g), -1)
 
 
 class _RowsState:
     """An ``ALState`` view whose pool is ``cands`` (positions 0..m-1) followed by the labelled rows.
 
     Candidate positions keep the order of ``cands``, and the generators are those of an ``ALState`` at round 0,
-    so on a whole pool every heuristic picks what it picks on the state itself."""
+    so on a whole pool every heuristic picks what it picks on the state itself.  The model's outputs are read
+    for these rows only, once."""
 
     def __init__(self, outputs, cands: np.ndarray, cand_embedding: np.ndarray, labelled_embedding: np.ndarray,
                  seed: int):
         m, L = len(cands), len(labelled_embedding)
-        self._proba = outputs.proba(cands)
-        self._mc = outputs.mc_proba(cands)
+        self.cands = cands
+        self.proba = outputs.proba(cands)
+        self.mc = outputs.mc_proba(cands)
         self._embedding = np.concatenate([cand_embedding, labelled_embedding]) if L else np.asarray(cand_embedding)
-        self.has_mc = self._mc is not None
         self.unlabelled = np.arange(m)
         self.labelled = np.arange(m, m + L)
         self.seed, self.round = seed, 0
         self.task = SimpleNamespace(n_classes=outputs.n_classes)
 
+    def batches(self, n: int) -> dict[str, np.ndarray]:
+        """The heuristics' batches (pool indices); BALD proposes only with MC-dropout outputs."""
+        from metaal.acquisition.features import BATCH_PROPOSERS
+        from metaal.oracle.batch import heuristic_batches
+
+        proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or self.mc is not None)
+        return {name: self.cands[idx] for name, idx in heuristic_batches(self, n, proposers=proposers).items()}
+
     def rng(self, purpose: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.round, purpose])
 
     def pool_proba(self) -> np.ndarray:
-        return self._proba  # only candidate positions are ever indexed
+        return self.proba  # only candidate positions are ever indexed
 
     def pool_embedding(self) -> np.ndarray:
         return self._embedding
 
     def mc_proba(self, idx) -> np.ndarray:
-        return self._mc[:, idx]
+        return self.mc[:, idx]
 
     def grad_embedding(self, idx) -> np.ndarray:
-        p = self._proba[idx]
-        e = self._embedding[idx]
-        g = p.copy()
-        g[np.arange(len(g)), g.argmax(1)] -= 1.0
-        return (g[:, :, None] * e[:, None, :]).reshape(len(idx), -1)
+        return _badge_embedding(self.proba[idx], self._embedding[idx])
 
 
 def _strategy_label(strategy, resolved: Strategy) -> str:

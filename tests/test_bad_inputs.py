@@ -36,6 +36,10 @@ def base(tmp_path_factory):
         np.savez(root / name, **arrays)
         return root / name
 
+    def text(name, content):
+        (root / name).write_text(content)
+        return root / name
+
     files["npz_no_X"] = npz("no_x.npz", y=y)
     files["npz_no_y"] = npz("no_y.npz", X=X)
     files["npz_nan"] = npz("nan.npz", X=np.where(np.arange(80)[:, None] == 5, np.nan, X), y=y)
@@ -50,28 +54,18 @@ def base(tmp_path_factory):
     garbage = root / "garbage.npz"
     garbage.write_bytes(b"\x00not an npz file\xff" * 10)
     files["npz_garbage"] = garbage
-    (root / "nolabel.csv").write_text("a,b,target\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(60)))
-    files["csv_no_label"] = root / "nolabel.csv"
-    (root / "bad.toml").write_text('[evaluate]\ntasks = ["sklearn:iris"\nseeds = 2\n')
-    files["toml_bad"] = root / "bad.toml"
-    (root / "unknown.toml").write_text('[distill]\nsteps = 10\nlearning_rate = 3\n')
-    files["toml_unknown"] = root / "unknown.toml"
-    (root / "gen_unknown.toml").write_text('[generate]\nepisodez = 3\n')
-    files["toml_gen_unknown"] = root / "gen_unknown.toml"
-    (root / "types.toml").write_text('[evaluate]\ntasks = "sklearn:iris"\nseeds = "three"\n[generate]\n'
-                                     'candidates = [4, 8]\n[distill]\nlr = "fast"\n[run]\nworkers = 1.5\n')
-    files["toml_types"] = root / "types.toml"
-    (root / "run_overlap.toml").write_text('[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:iris"]\n')
-    files["toml_overlap"] = root / "run_overlap.toml"
+    files["csv_no_label"] = text("nolabel.csv", "a,b,target\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(60)))
+    files["toml_bad"] = text("bad.toml", '[evaluate]\ntasks = ["sklearn:iris"\nseeds = 2\n')
+    files["toml_unknown"] = text("unknown.toml", '[distill]\nsteps = 10\nlearning_rate = 3\n')
+    files["toml_gen_unknown"] = text("gen_unknown.toml", '[generate]\nepisodez = 3\n')
+    files["toml_types"] = text("types.toml", '[evaluate]\ntasks = "sklearn:iris"\nseeds = "three"\n[generate]\n'
+                                             'candidates = [4, 8]\n[distill]\nlr = "fast"\n[run]\nworkers = 1.5\n')
+    files["toml_overlap"] = text("run_overlap.toml", '[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:iris"]\n')
     files["pool"] = npz("pool.npz", X=X)
-    (root / "labels.csv").write_text("index,label\n0,a\n1,b\n2,a\n3,b\n")
-    files["labels"] = root / "labels.csv"
-    (root / "labels_cols.csv").write_text("idx,lab\n0,a\n1,b\n")
-    files["labels_cols"] = root / "labels_cols.csv"
-    (root / "labels_one.csv").write_text("index,label\n0,a\n1,a\n")
-    files["labels_one"] = root / "labels_one.csv"
-    (root / "a_file").write_text("not a directory")
-    files["file"] = root / "a_file"
+    files["labels"] = text("labels.csv", "index,label\n0,a\n1,b\n2,a\n3,b\n")
+    files["labels_cols"] = text("labels_cols.csv", "idx,lab\n0,a\n1,b\n")
+    files["labels_one"] = text("labels_one.csv", "index,label\n0,a\n1,a\n")
+    files["file"] = text("a_file", "not a directory")
     # a store of another format version, one with a corrupt chunk, one with no committed episode
     v99 = root / "v99.zarr"
     shutil.copytree(store, v99)

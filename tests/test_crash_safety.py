@@ -96,6 +96,14 @@ def _interrupt_after(monkeypatch, step: int):
     monkeypatch.setattr(Checkpoints, "save", save)
 
 
+def _killed_at_30(toy, out, monkeypatch, algo="gain"):
+    """A distill into ``out`` stopped right after its step-30 checkpoint."""
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 30)
+        with pytest.raises(_Stop):
+            distill(toy, _cfg(algo), out, progress=False)
+
+
 def _weights(path):
     return torch.load(Path(path) / "scorer.pt", weights_only=True)
 
@@ -104,10 +112,7 @@ def _weights(path):
 def test_resumed_distill_equals_uninterrupted(toy, tmp_path, monkeypatch, algo):
     ref = distill(toy, _cfg(algo), tmp_path / "ref", progress=False)
     out = tmp_path / "pol"
-    with monkeypatch.context() as m:
-        _interrupt_after(m, 30)
-        with pytest.raises(_Stop):
-            distill(toy, _cfg(algo), out, progress=False)
+    _killed_at_30(toy, out, monkeypatch, algo)
     assert not out.exists() and (partial_dir(out) / CHECKPOINT_FILE).is_file()
     with pytest.raises(MetaalError, match="not a policy"):
         load_policy(partial_dir(out))
@@ -127,10 +132,7 @@ def test_resumed_distill_equals_uninterrupted(toy, tmp_path, monkeypatch, algo):
 
 def test_checkpoint_of_other_settings_or_corrupt_restarts_and_says_so(toy, tmp_path, monkeypatch):
     out = tmp_path / "pol"
-    with monkeypatch.context() as m:
-        _interrupt_after(m, 30)
-        with pytest.raises(_Stop):
-            distill(toy, _cfg(), out, progress=False)
+    _killed_at_30(toy, out, monkeypatch)
     messages = []
     meta = distill(toy, _cfg(lr=2e-3), out, progress=False, notify=messages.append)
     assert any("other stores or settings; training from scratch" in m for m in messages), messages
@@ -148,10 +150,7 @@ def test_checkpoint_of_other_settings_or_corrupt_restarts_and_says_so(toy, tmp_p
 
 def test_checkpoint_that_does_not_fit_is_a_one_line_error_then_a_fresh_start(toy, tmp_path, monkeypatch):
     out = tmp_path / "pol"
-    with monkeypatch.context() as m:
-        _interrupt_after(m, 30)
-        with pytest.raises(_Stop):
-            distill(toy, _cfg(), out, progress=False)
+    _killed_at_30(toy, out, monkeypatch)
     file = partial_dir(out) / CHECKPOINT_FILE
     state = torch.load(file, weights_only=True)
     state["model"] = {"layer.weight": torch.zeros(3)}  # right key, wrong content

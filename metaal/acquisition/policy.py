@@ -50,8 +50,8 @@ class Policy(Strategy):
 
     def score(self, feats: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Scores (n,) of n candidates' features (n, F) under context (G,); any n >= 1."""
-        feats = np.nan_to_num(np.array(feats, np.float32))
-        context = np.nan_to_num(np.array(context, np.float32))
+        feats = np.nan_to_num(np.asarray(feats, np.float32))  # a copy: zeroing below leaves the caller's array alone
+        context = np.nan_to_num(np.asarray(context, np.float32))
         feats[:, self._dropped[0]] = 0.0
         context[..., self._dropped[1]] = 0.0
         x = torch.as_tensor(feats, device=self.device).unsqueeze(0)
