@@ -44,6 +44,7 @@ from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
 from metaal.io import atomic_write_text, file_sha256, hold_lock, json_default
+from metaal.metrics import accuracy_then_loss
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain")
@@ -354,9 +355,7 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
     if target == "loss":
         return loss
     acc = np.asarray(steps["oracle_acc_gain"], np.float64)
-    spread = np.nanmax(np.abs(np.where(np.isfinite(loss), loss, np.nan)), axis=1, keepdims=True)
-    tie_break = 1e-3 * loss / np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
-    return np.where(np.isfinite(acc), acc + tie_break, loss)
+    return np.where(np.isfinite(acc), accuracy_then_loss(loss, acc), loss)
 
 
 def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:

@@ -57,6 +57,7 @@ from torch.func import functional_call, grad, vmap
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
 from metaal.learners.learner import Learner, derive_seed
+from metaal.metrics import accuracy_then_loss
 from metaal.oracle.fused import FusedMLP
 from metaal.oracle.fused import plan as fused_plan
 
@@ -69,14 +70,7 @@ ORACLE_METRICS = ("loss", "accuracy")
 def expert_key(loss_gain, acc_gain, metric: str = "loss") -> np.ndarray:
     """What the expert maximises, per candidate (float64): the loss gain, or the accuracy gain with the loss
     gain (scaled below one accuracy step) breaking ties.  NaN gains never win."""
-    loss = np.asarray(loss_gain, np.float64)
-    if metric == "loss":
-        key = loss
-    else:
-        acc = np.asarray(acc_gain, np.float64)
-        finite = np.isfinite(loss)
-        spread = np.max(np.abs(loss[finite])) if finite.any() else 0.0
-        key = acc + 1e-3 * loss / (spread if spread > 0 else 1.0)
+    key = np.asarray(loss_gain, np.float64) if metric == "loss" else accuracy_then_loss(loss_gain, acc_gain)
     return np.where(np.isfinite(key), key, -np.inf)
 
 
