@@ -33,6 +33,12 @@ BASELINES = ["random", "margin", "entropy", "least_confidence", "bald", "coreset
 # (0.6410 / 0.6320 / 0.6357 against 0.6264 / 0.6223 / 0.6103 with the whole pool; margin 0.6377).
 # The same oracle is the ceiling in the evaluation.
 ORACLE = {"mode": "batch", "margin_pool": 5}
+# Context features whose training range cannot cover the targets': the sources all have 3 classes
+# (log_classes is a constant the network can only misread on 2 or 10 classes) and at most 60
+# labels (log_labelled), the targets up to 160.  Held at 0 in training and at deployment; on both
+# tuning sets, over three distillation seeds each, this was at least as good as keeping them
+# (0.6387 against 0.6362; 0.7556 against 0.7544 on the two-class-heavy second set; docs/results.md).
+DROPPED_CONTEXT = ["log_classes", "log_labelled"]
 
 
 @dataclass
@@ -55,13 +61,13 @@ def default_study(quick: bool = False) -> Study:
     if quick:  # same code path, smaller everything (<= 2 minutes on 2 cores)
         gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=4, candidates=60, loop=LoopConfig(10, 30, 10),
                              oracle=dict(ORACLE), learner=replace(learner, steps=50))
-        dis = DistillConfig(algo="gain", target="accuracy", steps=300, batch_size=64)
+        dis = DistillConfig(algo="gain", target="accuracy", steps=300, batch_size=64, drop_features=list(DROPPED_CONTEXT))
         ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=["random", "margin", "entropy", "oracle"], seeds=2,
                         loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50), oracle=dict(ORACLE), policy_shortlist=0)
         return Study(generate=gen, distill=dis, evaluate=ev)
     gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=24, candidates=60, loop=LoopConfig(10, 60, 10),
                          oracle=dict(ORACLE), learner=learner)
-    dis = DistillConfig(algo="gain", target="accuracy", steps=2000, batch_size=128)
+    dis = DistillConfig(algo="gain", target="accuracy", steps=2000, batch_size=128, drop_features=list(DROPPED_CONTEXT))
     ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=[*BASELINES, "oracle"], seeds=5, loop=LoopConfig(10, 150, 10),
                     learner=learner, oracle=dict(ORACLE), policy_shortlist=0)
     return Study(generate=gen, distill=dis, evaluate=ev)
