@@ -98,7 +98,7 @@ def variants() -> dict[str, dict]:
         "margin-pool-5-with-synthetic": _batch(sources=None, oracle={"margin_pool": 5}),
         "margin-pool-5-synthetic-only": _batch(sources=["synthetic"], oracle={"margin_pool": 5}, generate={"episodes": 48}),
         # session 4: context features whose training range cannot cover the targets' (sources have 3
-        # classes and at most 60 labels; targets have 2-10 classes and up to 160 labels) are held at 0
+        # classes and at most 60 labels; targets have 2-10 classes and up to 150 labels) are held at 0
         **{f"margin-pool-5-no-count-context{s}": _batch(oracle={"margin_pool": 5}, distill={
             "drop_features": ["log_classes", "log_labelled"], **({"seed": int(s[-1])} if s else {})})
            for s in ("", "-distill-seed-1", "-distill-seed-2")},
