@@ -274,6 +274,22 @@ def test_identity_mismatch_refused_unless_overwrite(tmp_path):
     assert store_attrs(path)["K"] == 5 and read_trajectories(path).n_episodes == 0
 
 
+def test_a_root_creation_cut_by_a_kill_is_an_empty_store(tmp_path):
+    """A kill while zarr writes the root zarr.json leaves only its temporary .partial file behind;
+    the next run must create the store there, not call the folder foreign."""
+    path = tmp_path / "cut.zarr"
+    path.mkdir()
+    (path / "zarr.0123456789abcdef.partial").write_text('{"zarr_format": 3, "node_typ')
+    write_store(path, [0, 1])
+    assert read_trajectories(path).n_episodes == 2
+    # anything else in the folder still makes it foreign
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(MetaalError, match="not a metaal trajectory store"):
+        open_writer(str(other), make_attrs())
+
+
 def test_errors_are_metaal_errors(tmp_path):
     # missing path
     for fn in (read_trajectories, store_attrs, store_status, fingerprint):

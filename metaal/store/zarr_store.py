@@ -427,7 +427,10 @@ def open_writer(path, attrs: dict, shard: str | None = None, overwrite: bool = F
     if path.exists():
         if not path.is_dir():
             raise MetaalError(f"{path} exists and is not a metaal trajectory store (not a directory)")
-        empty = not any(path.iterdir())
+        # zarr writes every file as <name>.<uuid>.partial and renames it: a run killed while creating the
+        # root leaves only such a file (no zarr.json), which is still an empty store, not a foreign folder.
+        # The leftover is not deleted here: another writer may be creating the root at this moment.
+        empty = all(p.name.endswith(".partial") for p in path.iterdir())
         if not empty:
             meta = _read_root_meta(path)
             is_metaal = meta is not None and (meta.get("attributes") or {}).get("format") == FORMAT
