@@ -50,6 +50,22 @@ def _batch(sources=REAL, oracle=None, generate=None, distill=None) -> dict:
     return change
 
 
+def _no_count(sources=REAL, generate=None, distill=None) -> dict:
+    """The session-4 default: margin_pool 5, with log_classes and log_labelled held at 0."""
+    return _batch(sources=sources, oracle={"margin_pool": 5}, generate=generate,
+                  distill={"drop_features": ["log_classes", "log_labelled"], **(distill or {})})
+
+
+def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
+    """``name`` and ``name-distill-seed-1``/``-2``: the same store distilled with three seeds (the noise floor)."""
+    out = {name: change}
+    for seed in (1, 2):
+        other = json.loads(json.dumps(change))
+        other["distill"]["seed"] = seed
+        out[f"{name}-distill-seed-{seed}"] = other
+    return out
+
+
 def variants() -> dict[str, dict]:
     """name -> changes to the default study (see metaal.run.default_study)."""
     return {
@@ -99,22 +115,14 @@ def variants() -> dict[str, dict]:
         "margin-pool-5-synthetic-only": _batch(sources=["synthetic"], oracle={"margin_pool": 5}, generate={"episodes": 48}),
         # session 4: context features whose training range cannot cover the targets' (sources have 3
         # classes and at most 60 labels; targets have 2-10 classes and up to 150 labels) are held at 0
-        **{f"margin-pool-5-no-count-context{s}": _batch(oracle={"margin_pool": 5}, distill={
-            "drop_features": ["log_classes", "log_labelled"], **({"seed": int(s[-1])} if s else {})})
-           for s in ("", "-distill-seed-1", "-distill-seed-2")},
-        **{f"margin-pool-5-no-count-context-{name}{s}": _batch(sources=src, oracle={"margin_pool": 5}, generate={"episodes": eps},
-                                                                   distill={"drop_features": ["log_classes", "log_labelled"],
-                                                                            **({"seed": int(s[-1])} if s else {})})
-           for name, src, eps in (("72-episodes", REAL, 72), ("with-synthetic-48-episodes", None, 48))
-           for s in ("", "-distill-seed-1", "-distill-seed-2")},
+        **_distill_seeds("margin-pool-5-no-count-context", _no_count()),
+        **_distill_seeds("margin-pool-5-no-count-context-72-episodes", _no_count(generate={"episodes": 72})),
+        **_distill_seeds("margin-pool-5-no-count-context-with-synthetic-48-episodes",
+                         _no_count(sources=None, generate={"episodes": 48})),
         # sources start from 3 labels (one per class), as a 10-class target starting from 10 does: the
         # first rounds of digits, where the policy trailed margin, are a state the sources never showed
-        **{f"margin-pool-5-no-count-context-initial-3{s}": _batch(oracle={"margin_pool": 5}, generate={"initial": 3}, distill={
-            "drop_features": ["log_classes", "log_labelled"], **({"seed": int(s[-1])} if s else {})})
-           for s in ("", "-distill-seed-1", "-distill-seed-2")},
-        **{f"margin-pool-5-no-count-context-spread-weight{s}": _batch(oracle={"margin_pool": 5}, distill={
-            "drop_features": ["log_classes", "log_labelled"], "step_weight": "spread", **({"seed": int(s[-1])} if s else {})})
-           for s in ("", "-distill-seed-1", "-distill-seed-2")},
+        **_distill_seeds("margin-pool-5-no-count-context-initial-3", _no_count(generate={"initial": 3})),
+        **_distill_seeds("margin-pool-5-no-count-context-spread-weight", _no_count(distill={"step_weight": "spread"})),
     }
 
 
