@@ -1,0 +1,77 @@
+"""scripts/study.py builds every variant it lists into a valid study and writes its tables; the
+runs themselves take minutes each and are not part of the suite."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("metaal_study_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_variant_builds_a_valid_study_on_both_tuning_sets(study):
+    from metaal.run import DEFAULT_TARGETS
+
+    assert not set(study.TUNING_TARGETS) & set(study.SECOND_TUNING_TARGETS)
+    assert not set(DEFAULT_TARGETS) & (set(study.TUNING_TARGETS) | set(study.SECOND_TUNING_TARGETS))
+    for name, change in study.variants().items():
+        for targets in (study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS):
+            built = study.build(name, change, None, 3, targets)
+            built.check()
+            built.generate.validate()
+            built.distill.validate()
+            assert built.evaluate.tasks == list(targets) and built.targets == list(targets), name
+
+
+def test_distill_seed_rows_differ_only_in_the_distillation_seed(study):
+    rows = study.variants()
+    base = rows["margin-pool-5-no-count-context"]
+    assert base["distill"]["drop_features"] == ["log_classes", "log_labelled"]
+    for seed in (1, 2):
+        other = rows[f"margin-pool-5-no-count-context-distill-seed-{seed}"]
+        assert other["distill"].pop("seed") == seed
+        assert other == base
+    assert "seed" not in base["distill"]  # the copies did not write into the base row
+    initial = study.build("i3", rows["margin-pool-5-no-count-context-initial-3"], None, 3)
+    assert initial.generate.loop.initial == 3 and initial.generate.loop.budget == 60
+
+
+def test_baselines_are_reused_for_both_sets_but_never_a_policy_run(study, tmp_path):
+    source = tmp_path / "earlier"
+    for results in ("results", "results-second"):
+        for f in ("margin__seed0.json", "policy__seed0.json"):
+            p = source / "variant" / results / "runs" / "synthetic_seed=9001" / f
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(f"{results}/{f}")
+    out = tmp_path / "now"
+    assert study.reuse_baselines(source, out) == 2
+    copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert copied == ["results-second/runs/synthetic_seed=9001/margin__seed0.json",
+                      "results/runs/synthetic_seed=9001/margin__seed0.json"]
+    assert (out / copied[0]).read_text() == "results-second/margin__seed0.json"
+
+
+def test_markdown_has_the_second_table_only_for_rows_that_have_it(study, tmp_path):
+    row = {"variant": "a", "policy": 0.64, "random": 0.62, "best_heuristic": "margin 0.6377", "policy_minus_best": 0.0023,
+           "mean_rank": 2.5, "beats_random": "3/4", "val_agreement": 0.2, "val_regret": None}
+    second = {"policy": 0.75, "random": 0.73, "best_heuristic": "entropy 0.7590", "policy_minus_best": -0.009,
+              "mean_rank": 4.0, "beats_random": "4/4"}
+    path = tmp_path / "results.md"
+    study.write_markdown([row], path, 3)
+    assert "| a | 0.6400 | 0.6200 | margin 0.6377 | +0.0023 | 2.50 | 3/4 | 0.200 | – |" in path.read_text()
+    assert "Second tuning set" not in path.read_text()
+    study.write_markdown([row, {**row, "variant": "b", "second": second}], path, 3)
+    text = path.read_text()
+    assert "## Second tuning set" in text
+    assert "| b | 0.7500 | 0.7300 | entropy 0.7590 | -0.0090 | 4.00 | 4/4 |" in text
+    assert "| a | 0.7500" not in text
