@@ -631,7 +631,7 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     no larger than it) the candidates, pool sample and features are those of ``Policy.select`` on an ALState.
     """
     from metaal.acquisition import features
-    from metaal.acquisition.policy import prefilter_size
+    from metaal.acquisition.policy import prefilter_size, smallest_margins
 
     C = outputs.n_classes
     mask = _unlabelled_mask(outputs.n, labelled)
@@ -644,16 +644,12 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
         ent_sum += float((scores.entropy(pu) / np.log(C)).sum())
         pos += len(pu)
     k = prefilter_size(prefilter, n) if prefilter else len(unl)
-    if k < len(unl):
-        keep = top_k(-margins, k, np.random.default_rng([seed, 0, 31]).random(len(unl)))
-        cands = unl[np.sort(keep)]
-    else:
-        cands = unl
+    cands = smallest_margins(margins, unl, k, np.random.default_rng([seed, 0, 31])) if k < len(unl) else unl
     S = features._POOL_SAMPLE
     sample = unl if len(unl) <= S else np.random.default_rng([seed, 0, 17]).choice(unl, S, replace=False)
     g_idx = sample[: min(len(sample), 256)]
     if proposals == "batches" and margin_pool and margin_pool * n < len(unl):  # = oracle.batch.uncertain_pool
-        cands = unl[np.sort(top_k(-margins, margin_pool * n, np.random.default_rng([seed, 0, 37]).random(len(unl))))]
+        cands = smallest_margins(margins, unl, margin_pool * n, np.random.default_rng([seed, 0, 37]))
     elif proposals == "batches" and k < len(unl):
         cands = np.union1d(cands, sample)  # random, coreset and BADGE batches need the rest of the pool too
     rows = np.unique(np.concatenate([cands, sample, labelled]))

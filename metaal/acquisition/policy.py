@@ -149,11 +149,16 @@ def margin_prefilter(proba: np.ndarray, candidates: np.ndarray, k: int, rng: np.
     and the policy only needs to rank the uncertain part.
     """
     from metaal.acquisition import scores
+
+    return smallest_margins(scores.margin(proba), candidates, k, rng)
+
+
+def smallest_margins(margins: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``margin_prefilter`` from the candidates' margins (one each), for callers that stream them."""
     from metaal.acquisition.strategies import top_k
 
     candidates = np.asarray(candidates, dtype=np.int64)
-    keep = top_k(-scores.margin(proba), k, rng.random(len(candidates)))
-    return np.sort(candidates[keep])
+    return np.sort(candidates[top_k(-np.asarray(margins, np.float64), k, rng.random(len(candidates)))])
 
 
 def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,

@@ -41,14 +41,13 @@ def uncertain_pool(state, n: int, margin_pool: int, pool: np.ndarray | None = No
 
     Drawing the proposers' batches from this pool keeps every choice among uncertain items: the expert (and a
     policy imitating it) then decides how to spread a batch over the uncertain region, not whether to leave it."""
-    from metaal.acquisition.strategies import top_k
+    from metaal.acquisition.policy import margin_prefilter
 
     pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
     k = int(margin_pool) * int(n)
     if margin_pool <= 0 or len(pool) <= k:
         return pool
-    keep = top_k(-scores.margin(state.pool_proba()[pool]), k, state.rng(37).random(len(pool)))
-    return np.sort(pool[keep])
+    return margin_prefilter(state.pool_proba()[pool], pool, k, state.rng(37))
 
 
 def union_candidates(batches: dict[str, np.ndarray]) -> np.ndarray:
@@ -97,7 +96,6 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
         loss, acc = stats(trial)
         out[name] = (loss0 - loss, acc - acc0)
     return out
-
 
 
 def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1,
