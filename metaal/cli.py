@@ -201,8 +201,8 @@ def transfer_eval(ctx, **p):
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 
 
-GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps",
-                 "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
+GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
                  "device", "data_root", "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
 
@@ -326,19 +326,17 @@ def distill(ctx, **p):
     """Distil trajectory stores (comma list) into a permutation-equivariant acquisition policy."""
     from metaal.acquisition.agreement import validation_table
     from metaal.config import merge, read_config, section
-    from metaal.distill import DistillConfig
+    from metaal.distill import CONFIG_KEYS, DistillConfig
     from metaal.distill import distill as run
 
-    keys = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device", "drop_features",
-            "step_weight"}
-    p = merge(ctx, p, section(read_config(p["config_file"]), "distill", keys, p["config_file"]))
+    p = merge(ctx, p, section(read_config(p["config_file"]), "distill", CONFIG_KEYS, p["config_file"]))
     p["drop_features"] = _list(p["drop_features"])
     _setup_threads(p["threads"])
     if p["device"] != "cpu":
         from metaal.learners import resolve_device
 
         p["device"] = str(resolve_device(p["device"]))
-    config = DistillConfig(**{k: p[k] for k in keys}, verbose=p["verbose"])
+    config = DistillConfig(**{k: p[k] for k in CONFIG_KEYS}, verbose=p["verbose"])
     meta = run(_list(p["stores"]), config, p["out"], progress=not p["quiet"])
     tr = meta["training"]
     click.echo(f"policy {p['out']}: {config.algo}, {tr['steps']} steps in {tr['seconds']:.1f} s "

@@ -34,8 +34,8 @@ _STR = ("a string", lambda v: isinstance(v, str))
 _STRS = ("a string or a list of strings", lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
-    **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps", "oracle_horizon", "oracle_margin_pool",
-                     "oracle_chunk", "train_steps", "workers", "steps", "batch_size", "hidden", "policy_candidates",
+    **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
+                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps", "batch_size", "hidden", "policy_candidates",
                      "policy_shortlist", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     "warm_start": _BOOL,

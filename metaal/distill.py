@@ -50,6 +50,9 @@ from metaal.store.records import Trajectories
 ALGOS = ("bc", "cql", "bcq", "gain")
 GAIN_TARGETS = ("loss", "accuracy")
 STEP_WEIGHTS = ("uniform", "spread")
+# the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
+CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
+                         "drop_features", "step_weight"})
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from metaal.config import read_config, section
+from metaal.distill import CONFIG_KEYS as DISTILL_KEYS
 from metaal.distill import DistillConfig
 from metaal.errors import MetaalError
 from metaal.evaluate import EvalConfig
@@ -34,9 +35,9 @@ BASELINES = ["random", "margin", "entropy", "least_confidence", "bald", "coreset
 # The same oracle is the ceiling in the evaluation.
 ORACLE = {"mode": "batch", "margin_pool": 5}
 # Context features whose training range cannot cover the targets': the sources all have 3 classes
-# (log_classes is a constant the network can only misread on 2 or 10 classes) and at most 60
-# labels (log_labelled), the targets up to 150 (labels when a batch is chosen).  Held at 0 in training and at deployment; on both
-# tuning sets, over three distillation seeds each, this was at least as good as keeping them
+# (log_classes is a constant the network can only misread on 2 or 10 classes) and choose batches at
+# 10-60 labels (log_labelled), the targets at up to 150.  Held at 0 in training and at deployment;
+# on both tuning sets, over three distillation seeds each, this was at least as good as keeping them
 # (0.6387 against 0.6362; 0.7556 against 0.7544 on the two-class-heavy second set; docs/results.md).
 DROPPED_CONTEXT = ["log_classes", "log_labelled"]
 
@@ -76,8 +77,6 @@ def default_study(quick: bool = False) -> Study:
 _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
              "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column"}
-_DIS_KEYS = {"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device", "drop_features",
-             "step_weight"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
               "label_column", "oracle", "policy_candidates", "policy_shortlist"}
 
@@ -92,7 +91,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     study.workers = int(run.get("workers", study.workers))
     g = section(cfg, "generate", _GEN_KEYS, path)
     e = section(cfg, "evaluate", _EVAL_KEYS, path)
-    d = section(cfg, "distill", _DIS_KEYS, path)
+    d = section(cfg, "distill", DISTILL_KEYS, path)
     gen, ev = study.generate, study.evaluate
     oracle = dict(gen.oracle)
     if "oracle" in g:
