@@ -94,10 +94,8 @@ def variants() -> dict[str, dict]:
         "batch-oracle-accuracy-48-episodes": {"sources": REAL, "generate": {"candidates": 60, "oracle": {"mode": "batch"},
                                                                             "episodes": 48}, "distill": {"target": "accuracy"}},
         # session 3 (feature schema v2: proposer_votes and in_<heuristic> say which heuristics proposed each candidate)
-        "proposer-flags": _batch(),
-        # the same store distilled with other seeds (the seed also picks the held-out episodes): the noise floor
-        "proposer-flags-distill-seed-1": _batch(distill={"seed": 1}),
-        "proposer-flags-distill-seed-2": _batch(distill={"seed": 2}),
+        # with the same store distilled with other seeds (the seed also picks the held-out episodes): the noise floor
+        **_distill_seeds("proposer-flags", _batch()),
         "proposer-flags-with-synthetic": _batch(sources=None),
         "proposer-votes-only": _batch(distill={"drop_features": IN_FLAGS}),
         "proposer-features-dropped": _batch(distill={"drop_features": [*IN_FLAGS, "proposer_votes"]}),
@@ -106,9 +104,7 @@ def variants() -> dict[str, dict]:
         "synthetic-only-batch": _batch(sources=["synthetic"], generate={"episodes": 48}),
         # batches drawn from the margin_pool x b smallest margins (the `metaal run` default since session 3: 5)
         "margin-pool-3": _batch(oracle={"margin_pool": 3}),
-        "margin-pool-5": _batch(oracle={"margin_pool": 5}),
-        "margin-pool-5-distill-seed-1": _batch(oracle={"margin_pool": 5}, distill={"seed": 1}),
-        "margin-pool-5-distill-seed-2": _batch(oracle={"margin_pool": 5}, distill={"seed": 2}),
+        **_distill_seeds("margin-pool-5", _batch(oracle={"margin_pool": 5})),
         "margin-pool-10": _batch(oracle={"margin_pool": 10}),
         "margin-pool-5-dagger": {**_batch(oracle={"margin_pool": 5}), "dagger": True},
         "margin-pool-5-with-synthetic": _batch(sources=None, oracle={"margin_pool": 5}),
