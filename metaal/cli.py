@@ -312,6 +312,8 @@ def inspect(path, trust_pickle):
               help="gain: weight each step by the spread of its candidates' gains (spread) or alike (uniform).")
 @click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
               "see `metaal inspect` for the names).")
+@click.option("--ensemble", type=int, default=1, show_default=True,
+              help="gain: train N scorers from different seeds and score with their mean (steadier than one).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)

@@ -52,7 +52,7 @@ GAIN_TARGETS = ("loss", "accuracy")
 STEP_WEIGHTS = ("uniform", "spread")
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
 CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
-                         "drop_features", "step_weight"})
+                         "drop_features", "step_weight", "ensemble"})
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
@@ -89,6 +89,9 @@ class DistillConfig:
     step_weight: str = "uniform"
     # feature ablation: these candidate or context features are held at 0 in training and at inference
     drop_features: list[str] = dataclasses.field(default_factory=list)
+    # gain: train this many scorers from different initialisations and minibatches and score with
+    # their mean (networks.ScorerEnsemble); one network's ranking varies with its seed
+    ensemble: int = 1
     # torch threads while training (restored afterwards); None leaves torch's setting.  1 is the
     # safe default for these small networks: extra threads gain little and, when other processes
     # share the cores, oversubscription made training ~10x slower here (see scripts/bench_distill.py).
@@ -108,6 +111,10 @@ class DistillConfig:
             raise MetaalError(f"unknown step weight '{self.step_weight}' (choose from {', '.join(STEP_WEIGHTS)})")
         if self.target not in GAIN_TARGETS:
             raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
+        if int(self.ensemble) < 1:
+            raise MetaalError(f"ensemble must be at least 1, got {self.ensemble}")
+        if int(self.ensemble) > 1 and self.algo != "gain":
+            raise MetaalError(f"ensemble = {self.ensemble} needs algo 'gain' (d3rlpy's algorithms train one network)")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
@@ -362,7 +369,7 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
 
 
 def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:
-    from metaal.acquisition.networks import CandidateScorer
+    from metaal.acquisition.networks import CandidateScorer, ScorerEnsemble
 
     st, _ = subset_steps(trajs.steps, train_ids)
     mask = np.asarray(st["mask"], bool)
@@ -384,7 +391,12 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden).to(dev)
+    members = int(cfg.ensemble)
+    if members == 1:
+        scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden).to(dev)
+    else:
+        scorer = ScorerEnsemble(cand.shape[2], ctx.shape[1], cfg.hidden, members).to(dev)
+    nets = [scorer] if members == 1 else list(scorer.members)
     opt = torch.optim.Adam(scorer.parameters(), lr=cfg.lr)
     curve, window = [], []
     every = max(1, cfg.steps // 20)
@@ -401,14 +413,17 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
         ckpt.notify(f"distill: resuming from the checkpoint at step {start} of {cfg.steps}")
         bar.update(start)
     for step in range(start + 1, cfg.steps + 1):
-        b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
-        pred = scorer(cand[b], ctx[b], m[b])
-        wb = w[b]
-        loss = ((pred - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
+        # each member its own minibatch; the summed loss gives every member exactly its own gradient
+        loss = 0.0
+        for net in nets:
+            b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
+            pred = net(cand[b], ctx[b], m[b])
+            wb = w[b]
+            loss = loss + ((pred - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        window.append(float(loss.detach()))
+        window.append(float(loss.detach()) / members)
         if step % every == 0 or step == cfg.steps:
             curve.append([step, float(np.mean(window))])
             window = []
@@ -727,6 +742,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         }
         if cfg.algo == "bcq":
             scorer_info["action_flexibility"] = cfg.action_flexibility
+        if int(cfg.ensemble) > 1:
+            scorer_info["members"] = int(cfg.ensemble)
         meta = {
             "format": POLICY_FORMAT,
             "format_version": POLICY_FORMAT_VERSION,

@@ -122,6 +122,9 @@ def variants() -> dict[str, dict]:
         # how long to distil (2000 steps of 128 rounds: is the small store over- or under-fitted?)
         **_distill_seeds("margin-pool-5-no-count-context-500-steps", _no_count(distill={"steps": 500})),
         **_distill_seeds("margin-pool-5-no-count-context-6000-steps", _no_count(distill={"steps": 6000})),
+        # session 5: the mean of 5 scorers trained from different seeds (networks.ScorerEnsemble); one
+        # network's ranking moved by 0.004-0.02 with its seed, as much as every lever above
+        **_distill_seeds("margin-pool-5-no-count-context-ensemble-5", _no_count(distill={"ensemble": 5})),
     }
 
 

@@ -491,3 +491,33 @@ def test_a_second_distill_into_the_same_policy_is_refused(toy, tmp_path):
         lock.close()
     meta = distill(toy, small_config("gain", steps=5), out, progress=False)  # released: runs, and cleans up
     assert meta["training"]["steps"] == 5 and not work.exists()
+
+
+def test_ensemble_scores_with_the_mean_of_its_members(toy, policies, tmp_path):
+    """ensemble = 3: three differently seeded scorers in one artifact, scoring with their mean;
+    each member learns the toy expert, and ensemble = 1 is the single-network policy unchanged."""
+    from metaal.acquisition.networks import ScorerEnsemble
+
+    meta = distill(toy, small_config("gain", ensemble=3), tmp_path / "ens", progress=False)
+    assert meta["scorer"]["class"] == "ScorerEnsemble" and meta["scorer"]["members"] == 3
+    assert meta["hyperparameters"]["ensemble"] == 3
+    assert meta["validation"]["policy"]["agreement"] >= 0.95
+    pol = load_policy(tmp_path / "ens")
+    assert isinstance(pol.scorer, ScorerEnsemble) and len(pol.scorer.members) == 3
+    rng = np.random.default_rng(1)
+    x, ctx = rng.random((9, F)).astype(np.float32), rng.random(G).astype(np.float32)
+    with torch.no_grad():
+        each = [m(torch.as_tensor(x)[None], torch.as_tensor(ctx)[None])[0].numpy() for m in pol.scorer.members]
+    assert not np.allclose(each[0], each[1])  # different initialisations and minibatches
+    np.testing.assert_allclose(pol.score(x, ctx), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    perm = rng.permutation(9)
+    np.testing.assert_allclose(pol.score(x[perm], ctx), pol.score(x, ctx)[perm], rtol=1e-5, atol=1e-6)
+    single = distill(toy, small_config("gain", ensemble=1), tmp_path / "one", progress=False)
+    assert single["scorer"]["class"] == "CandidateScorer" and "members" not in single["scorer"]
+    a = torch.load(tmp_path / "one" / "scorer.pt", weights_only=True)
+    b = torch.load(policies["gain"][0] / "scorer.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(MetaalError, match="needs algo 'gain'"):
+        distill(toy, small_config("bc", ensemble=2), tmp_path / "bad", progress=False)
+    with pytest.raises(MetaalError, match="at least 1"):
+        distill(toy, small_config("gain", ensemble=0), tmp_path / "bad", progress=False)

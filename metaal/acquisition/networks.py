@@ -109,6 +109,23 @@ def mask_scores(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, s, lo - MASK_MARGIN)
 
 
+class ScorerEnsemble(nn.Module):
+    """The mean score of several CandidateScorers trained alike from different seeds.
+
+    One distilled network's ranking varies with its seed about as much as the levers tried on
+    the tuning tasks (docs/results.md); averaging a few removes most of that variance.  Members
+    regress the same rank targets in [0, 1], so their raw scores are on one scale."""
+
+    def __init__(self, n_features: int, n_context: int, hidden: int = 64, members: int = 2):
+        super().__init__()
+        if int(members) < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {members}")
+        self.members = nn.ModuleList(CandidateScorer(n_features, n_context, hidden) for _ in range(int(members)))
+
+    def forward(self, x, context=None, mask=None):
+        return torch.stack([m(x, context, mask) for m in self.members]).mean(0)
+
+
 def bcq_scores(q: torch.Tensor, logits: torch.Tensor, action_flexibility: float) -> torch.Tensor:
     """Discrete BCQ's decision rule as scores: Q where the imitator allows the action, far below otherwise.
 

@@ -178,7 +178,7 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
         raise MetaalError(f"{meta_file}: policy format version {meta.get('format_version')} is not supported by this metaal")
     features.check_schema(meta.get("schema") or {}, str(path))
     info = meta.get("scorer") or {}
-    from metaal.acquisition.networks import BCQScorer, CandidateScorer
+    from metaal.acquisition.networks import BCQScorer, CandidateScorer, ScorerEnsemble
 
     try:
         F, G, H = int(info["n_features"]), int(info["n_context"]), int(info["hidden"])
@@ -186,6 +186,8 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
             scorer = BCQScorer(F, G, H, float(info.get("action_flexibility", 0.3)))
         elif info.get("class", "CandidateScorer") == "CandidateScorer":
             scorer = CandidateScorer(F, G, H)
+        elif info.get("class") == "ScorerEnsemble":
+            scorer = ScorerEnsemble(F, G, H, int(info["members"]))
         else:
             raise MetaalError(f"{meta_file}: unknown scorer class {info.get('class')!r}")
     except (KeyError, TypeError, ValueError) as exc:
