@@ -312,6 +312,9 @@ def inspect(path, trust_pickle):
               help="gain: weight each step by the spread of its candidates' gains (spread) or alike (uniform).")
 @click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
               "see `metaal inspect` for the names).")
+@click.option("--choice", type=click.Choice(["items", "batch"]), default="items", show_default=True,
+              help="How the policy builds a batch: items one by one by score, or (batch-oracle stores) the heuristic "
+                   "batch whose items score highest on average.")
 @click.option("--ensemble", type=int, default=1, show_default=True,
               help="gain: train N scorers from different seeds and score with their mean (steadier than one).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")

@@ -50,9 +50,10 @@ from metaal.store.records import Trajectories
 ALGOS = ("bc", "cql", "bcq", "gain")
 GAIN_TARGETS = ("loss", "accuracy")
 STEP_WEIGHTS = ("uniform", "spread")
+CHOICES = ("items", "batch")
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
 CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
-                         "drop_features", "step_weight", "ensemble"})
+                         "drop_features", "step_weight", "ensemble", "choice"})
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
@@ -92,6 +93,10 @@ class DistillConfig:
     # gain: train this many scorers from different initialisations and minibatches and score with
     # their mean (networks.ScorerEnsemble); one network's ranking varies with its seed
     ensemble: int = 1
+    # how the policy builds a batch at deployment (recorded in the artifact; Policy.choose): "items" picks
+    # n candidates one by one by score; "batch" (batch-oracle stores only) takes the heuristic batch whose
+    # items score highest on average, the action the batch oracle itself takes
+    choice: str = "items"
     # torch threads while training (restored afterwards); None leaves torch's setting.  1 is the
     # safe default for these small networks: extra threads gain little and, when other processes
     # share the cores, oversubscription made training ~10x slower here (see scripts/bench_distill.py).
@@ -115,6 +120,8 @@ class DistillConfig:
             raise MetaalError(f"ensemble must be at least 1, got {self.ensemble}")
         if int(self.ensemble) > 1 and self.algo != "gain":
             raise MetaalError(f"ensemble = {self.ensemble} needs algo 'gain' (d3rlpy's algorithms train one network)")
+        if self.choice not in CHOICES:
+            raise MetaalError(f"unknown choice '{self.choice}' (choose from {', '.join(CHOICES)})")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
@@ -698,6 +705,9 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     trajs, sources = _load(stores)
     where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
     _check_store(trajs, where)
+    if cfg.choice == "batch" and (trajs.attrs.get("oracle") or {}).get("mode") != "batch":
+        raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
+                          "its candidates are the heuristics' batches")
     trajs = _drop_features(trajs, cfg.drop_features)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
@@ -752,6 +762,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
             "proposals": "batches" if (trajs.attrs.get("oracle") or {}).get("mode") == "batch" else "random",
             "margin_pool": int((trajs.attrs.get("oracle") or {}).get("margin_pool") or 0),
+            "choice": cfg.choice,
             "algorithm": cfg.algo,
             "dropped_features": list(cfg.drop_features),  # held at 0: Policy.score zeroes them too
             "scorer": scorer_info,

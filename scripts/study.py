@@ -125,6 +125,9 @@ def variants() -> dict[str, dict]:
         # session 5: the mean of 5 scorers trained from different seeds (networks.ScorerEnsemble); one
         # network's ranking moved by 0.004-0.02 with its seed, as much as every lever above
         **_distill_seeds("margin-pool-5-no-count-context-ensemble-5", _no_count(distill={"ensemble": 5})),
+        # the policy takes the heuristic batch whose items it scores highest on average (the expert's own
+        # action) instead of composing a batch item by item: the same networks, another deployment rule
+        **_distill_seeds("margin-pool-5-no-count-context-batch-choice", _no_count(distill={"choice": "batch"})),
     }
 
 

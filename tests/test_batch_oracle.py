@@ -228,3 +228,48 @@ def test_proposer_flags_without_batches_are_zero_and_unknown_proposers_are_refus
     assert np.allclose(flags["proposer_votes"], [0, 1 / 6, 2 / 6])
     with pytest.raises(MetaalError, match="unknown proposer"):
         proposer_flags(np.array([1]), {"typiclust": np.array([1])})
+
+
+def test_best_batch_takes_the_proposer_batch_with_the_highest_mean_score():
+    from metaal.acquisition.features import FEATURE_NAMES
+    from metaal.acquisition.policy import best_batch
+
+    feats = np.zeros((7, len(FEATURE_NAMES)))
+    flag = {p: FEATURE_NAMES.index(f"in_{p}") for p in BATCH_PROPOSERS}
+    feats[[0, 1, 2], flag["margin"]] = 1
+    feats[[2, 3, 4], flag["coreset"]] = 1
+    feats[[5, 6], flag["random"]] = 1
+    scores = np.array([0.9, 0.1, 0.5, 0.6, 0.7, 0.0, 0.2])
+    # margin 0.5, coreset 0.6, random 0.1: coreset's items, best first, although item 0 scores highest
+    assert best_batch(feats, scores, 3).tolist() == [4, 3, 2]
+    scores[[3, 4]] = [0.4, 0.4]  # coreset 0.433, margin 0.5
+    assert best_batch(feats, scores, 3).tolist() == [0, 2, 1]
+    scores[:] = 1.0  # a tie: the earlier proposer (margin)
+    assert best_batch(feats, scores, 3).tolist() == [0, 1, 2]
+    scores = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.8])
+    assert best_batch(feats, scores, 3).tolist() == [5, 6, 0]  # random's 2 items, topped up by the best other
+    with pytest.raises(MetaalError, match="heuristics' batches"):
+        best_batch(np.zeros((4, len(FEATURE_NAMES))), np.ones(4), 2)
+
+
+def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
+    from metaal.acquisition.policy import load_policy
+
+    out = tmp_path / "b.zarr"
+    assert generate_batch(out, "--seed", "4").exit_code == 0
+    for choice in ("batch", "items"):
+        r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "20", "--val-fraction", "0", "--choice", choice,
+                                     "--out", str(tmp_path / choice), "--quiet"])
+        assert r.exit_code == 0, r.output
+    policy = load_policy(tmp_path / "batch")
+    assert policy.choice == "batch" and load_policy(tmp_path / "items").choice == "items"
+    for seed in range(3):
+        state = new_state(load_task("sklearn:iris", seed), LEARNER, LoopConfig(initial=6, budget=9, query_size=3),
+                          seed=seed, device="cpu")
+        picked = set(policy.select(state, 3).tolist())
+        batches = heuristic_batches(state, 3)
+        assert len(picked) == 3 and any(picked == set(b.tolist()) for b in batches.values()), (picked, batches)
+    r = CliRunner().invoke(cli, ["transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin", "--policy",
+                                 str(tmp_path / "batch"), "--seeds", "1", "--initial", "6", "--budget", "12",
+                                 "--query-size", "3", "--epochs-steps", "15", "--quiet", "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0 and "policy" in r.output, r.output

@@ -521,3 +521,11 @@ def test_ensemble_scores_with_the_mean_of_its_members(toy, policies, tmp_path):
         distill(toy, small_config("bc", ensemble=2), tmp_path / "bad", progress=False)
     with pytest.raises(MetaalError, match="at least 1"):
         distill(toy, small_config("gain", ensemble=0), tmp_path / "bad", progress=False)
+
+
+def test_batch_choice_needs_a_batch_oracle_store(toy, tmp_path):
+    with pytest.raises(MetaalError, match="needs a store generated with the batch oracle"):
+        distill(toy, small_config("gain", choice="batch"), tmp_path / "pol", progress=False)
+    with pytest.raises(MetaalError, match="unknown choice"):
+        distill(toy, small_config("gain", choice="best"), tmp_path / "pol", progress=False)
+    assert not (tmp_path / "pol").exists()

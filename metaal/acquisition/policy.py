@@ -65,6 +65,12 @@ class Policy(Strategy):
         return int(self.meta.get("margin_pool") or 0)
 
     @property
+    def choice(self) -> str:
+        """How a batch is built (DistillConfig.choice): "items" one by one by score, or "batch": the
+        heuristic batch whose items score highest on average."""
+        return str(self.meta.get("choice") or "items")
+
+    @property
     def proposals(self) -> str:
         """How the policy's training rounds drew candidates: "random" (any item) or "batches"
         (the union of the heuristics' batches, metaal.oracle.batch); deployment draws the same way."""
@@ -99,6 +105,11 @@ class Policy(Strategy):
         embedding space (``labelled_embedding`` (L, E) are the centres to stay away from).  Without it:
         one pick at a time, features updated after each pick.
         """
+        if self.choice == "batch":
+            feats, ctx = fe.features(batch_size=n)
+            s = self.score(feats, ctx)
+            picks = best_batch(feats, s, n)
+            return picks, s[picks]
         if self.shortlist:
             return self._diverse_batch(fe, n, labelled_embedding)
         taken = np.zeros(len(fe.candidates), bool)
@@ -135,6 +146,23 @@ class Policy(Strategy):
         from metaal.acquisition.networks import load_d3rlpy_model  # registers the custom factories first
 
         return load_d3rlpy_model(self.path / name, device=str(self.device))
+
+
+def best_batch(feats: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the proposer batch (the ``in_<proposer>`` flags of ``feats``) with the highest mean score,
+    best item first; ties go to the earlier proposer in ``features.BATCH_PROPOSERS``.  A batch short of n
+    items (a small pool) is topped up with the best-scoring other candidates."""
+    cols = [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]
+    members = np.asarray(feats)[:, cols] > 0.5  # (candidates, proposers)
+    counts = members.sum(0)
+    if not counts.any():
+        raise MetaalError("choice 'batch' needs candidates drawn from the heuristics' batches (a batch-oracle policy)")
+    scores = np.asarray(scores, np.float64)
+    means = np.where(counts > 0, (members * scores[:, None]).sum(0) / np.maximum(counts, 1), -np.inf)
+    chosen = np.flatnonzero(members[:, int(np.argmax(means))])
+    rest = np.setdiff1d(np.arange(len(scores)), chosen)
+    order = np.concatenate([chosen[np.argsort(-scores[chosen], kind="stable")], rest[np.argsort(-scores[rest], kind="stable")]])
+    return order[: min(int(n), len(order))].astype(np.int64)
 
 
 def prefilter_size(prefilter: int, n: int) -> int:
