@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 TUNING_TARGETS = ["synthetic:seed=9001", "synthetic:seed=9002", "synthetic:seed=9003", "synthetic:seed=9004"]
 # --second-set: a second tuning set, added in session 4 because the first has no two-class task
@@ -238,6 +241,54 @@ def summarise(row: dict) -> dict:
            "val_regret": val.get("regret")}
     if row.get("second"):
         out["second"] = _versus(row["second"])
+    # per-(task, seed) AULC of the policy and of margin on every tuning set, for the paired table
+    out["cells"] = {}
+    for res in (row["results"], row.get("second")):
+        for r in (res or {}).get("runs", []):
+            if r["strategy"] in ("policy", "margin"):
+                out["cells"].setdefault(r["strategy"], {})[f"{r['task']}|{r['seed']}"] = r["aulc"]
+    return out
+
+
+REFERENCE_GROUP = "margin-pool-5-no-count-context"  # the `metaal run` default since session 4
+_SEED_SUFFIX = re.compile(r"-distill-seed-\d+$")
+
+
+def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP) -> list[dict]:
+    """Each variant with its distillation-seed rows as one group (their mean policy AULC per task and seed),
+    paired against the reference group and against margin on the (task, seed) cells both have.
+
+    The unpaired table above compares means over 3 seeds; a variant's picks change every later round, so
+    that comparison carries the whole run-to-run spread.  Pairing by task and seed removes the spread the
+    tasks and initial sets share, and averaging a group's distillation seeds removes part of the rest."""
+    from metaal.metrics import mean_std_ci95, paired_test, win_tie_loss
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("cells", {}).get("policy"):
+            groups.setdefault(_SEED_SUFFIX.sub("", r["variant"]), []).append(r)
+
+    def mean_cells(members, strategy="policy"):
+        keys = set.intersection(*(set(m["cells"].get(strategy, {})) for m in members))
+        return {k: float(np.mean([m["cells"][strategy][k] for m in members])) for k in keys}
+
+    if reference not in groups:
+        return []
+    ref = mean_cells(groups[reference])
+    out = []
+    for name, members in groups.items():
+        mine, margin = mean_cells(members), mean_cells(members, "margin")
+        entry = {"group": name, "distill_seeds": len(members), "cells": len(mine),
+                 "policy": float(np.mean(list(mine.values())))}
+        for label, other in (("vs_reference", ref), ("vs_margin", margin)):
+            keys = sorted(set(mine) & set(other))
+            if name == reference and label == "vs_reference" or len(keys) < 2:
+                continue
+            a, b = [mine[k] for k in keys], [other[k] for k in keys]
+            d = np.subtract(a, b)
+            entry[label] = {"cells": len(keys), "mean": float(d.mean()), "ci": list(mean_std_ci95(d)[2]),
+                            "win_tie_loss": list(win_tie_loss(a, b)), "p": paired_test(a, b)["p_value"]}
+        out.append(entry)
     return out
 
 
@@ -294,6 +345,28 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
             t = r["second"]
             lines.append(f"| {r['variant']} | {t['policy']:.4f} | {t['random']:.4f} | {t['best_heuristic']} | "
                          f"{t['policy_minus_best']:+.4f} | {t['mean_rank']:.2f} | {t['beats_random']} |")
+    paired = paired_groups(rows)
+    if len(paired) > 1:
+        lines += [
+            "",
+            "## Paired against the default",
+            "",
+            f"Each group is a variant with its distillation-seed rows, its policy AULC averaged over them per task and "
+            f"seed; Δ is paired by (task, seed) over both tuning sets against `{REFERENCE_GROUP}` (the `metaal run` "
+            "default) and against margin, with a t-based 95% CI, W/T/L per cell (tolerance 0.002) and the paired "
+            "t-test's p. Only rows run since session 5 record their cells.",
+            "",
+            "| group | distill seeds | cells | policy AULC | Δ vs default [95% CI] | W/T/L | p | Δ vs margin [95% CI] | W/T/L | p |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for g in paired:
+            cols = []
+            for key in ("vs_reference", "vs_margin"):
+                v = g.get(key)
+                cols.append("–|–|–" if v is None else f"{v['mean']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]|"
+                            f"{'/'.join(map(str, v['win_tie_loss']))}|{v['p']:.3f}")
+            lines.append(f"| {g['group']} | {g['distill_seeds']} | {g['cells']} | {g['policy']:.4f} | "
+                         f"{cols[0].replace('|', ' | ')} | {cols[1].replace('|', ' | ')} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 

@@ -75,3 +75,30 @@ def test_markdown_has_the_second_table_only_for_rows_that_have_it(study, tmp_pat
     assert "## Second tuning set" in text
     assert "| b | 0.7500 | 0.7300 | entropy 0.7590 | -0.0090 | 4.00 | 4/4 |" in text
     assert "| a | 0.7500" not in text
+
+
+def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study, tmp_path):
+    ref = study.REFERENCE_GROUP
+
+    def row(name, policy, margin):
+        cells = {"policy": {f"t{i}|0": v for i, v in enumerate(policy)},
+                 "margin": {f"t{i}|0": v for i, v in enumerate(margin)}}
+        return {"variant": name, "policy": 0.6, "random": 0.5, "best_heuristic": "margin 0.6", "policy_minus_best": 0.0,
+                "mean_rank": 2.0, "beats_random": "4/4", "val_agreement": None, "val_regret": None, "cells": cells}
+
+    margin = [0.50, 0.60, 0.70, 0.80]
+    rows = [row(ref, [0.50, 0.60, 0.70, 0.80], margin), row(f"{ref}-distill-seed-1", [0.52, 0.62, 0.72, 0.82], margin),
+            row("x", [0.52, 0.61, 0.73, 0.82], margin), row("x-distill-seed-1", [0.54, 0.63, 0.75, 0.84], margin),
+            {k: v for k, v in row("old", margin, margin).items() if k != "cells"}]  # an earlier row: not paired
+    groups = {g["group"]: g for g in study.paired_groups(rows)}
+    assert set(groups) == {ref, "x"} and groups["x"]["distill_seeds"] == 2
+    assert "vs_reference" not in groups[ref]
+    assert groups[ref]["vs_margin"]["mean"] == pytest.approx(0.01)  # the mean of its two seeds, less margin
+    vs = groups["x"]["vs_reference"]  # x's cells (0.53, 0.62, 0.74, 0.83) less the reference's (0.51, 0.61, 0.71, 0.81)
+    assert vs["cells"] == 4 and vs["mean"] == pytest.approx(0.02)
+    assert vs["win_tie_loss"] == [4, 0, 0] and vs["ci"][0] > 0 and vs["p"] < 0.05
+    path = tmp_path / "results.md"
+    study.write_markdown(rows, path, 3)
+    assert "## Paired against the default" in path.read_text()
+    assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in path.read_text()
+    assert study.paired_groups(rows[2:]) == []  # without the reference group there is nothing to pair against
