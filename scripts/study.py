@@ -215,6 +215,19 @@ def run_variant(args) -> dict:
     return row
 
 
+def collect_variant(name: str, out: str | Path) -> dict:
+    """The row of a finished variant directory, read from its files (``--collect``: nothing is run)."""
+    d = Path(out) / name
+    files = {"results": d / "results" / "summary.json", "policy": d / "policy" / "metaal-policy.json"}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise SystemExit(f"--collect: {name} is not finished ({', '.join(missing)} missing)")
+    second = d / "results-second" / "summary.json"
+    return {"name": name, "change": variants().get(name), "results": json.loads(files["results"].read_text()),
+            "validation": json.loads(files["policy"].read_text()).get("validation"),
+            "second": json.loads(second.read_text()) if second.is_file() else None}
+
+
 def _versus(res: dict) -> dict:
     """Mean AULC over the targets of the policy, random and the best heuristic, and the policy's mean rank."""
     by = {}
@@ -237,8 +250,8 @@ def _versus(res: dict) -> dict:
 
 def summarise(row: dict) -> dict:
     val = (row.get("validation") or {}).get("policy") or {}
-    out = {"variant": row["name"], **_versus(row["results"]), "val_agreement": val.get("agreement"),
-           "val_regret": val.get("regret")}
+    out = {"variant": row["name"], "seeds": int(row["results"].get("config", {}).get("seeds", 3)),
+           **_versus(row["results"]), "val_agreement": val.get("agreement"), "val_regret": val.get("regret")}
     if row.get("second"):
         out["second"] = _versus(row["second"])
     # per-(task, seed) AULC of the policy and of margin on every tuning set, for the paired table
@@ -321,12 +334,12 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
         "from 3 labels instead of 10 (one per class, as digits starts) 0.6375 / 0.7564: neither taken. Distilling "
         "for 500 or 6000 steps instead of 2000 gave 0.6394 / 0.7518 and 0.6391 / 0.7525: 2000 stays.",
         "",
-        "| variant | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['policy']:.4f} | {r['random']:.4f} | {r['best_heuristic']} | {r['policy_minus_best']:+.4f} | "
+            f"| {r['variant']} | {r.get('seeds', seeds)} | {r['policy']:.4f} | {r['random']:.4f} | {r['best_heuristic']} | {r['policy_minus_best']:+.4f} | "
             f"{r['mean_rank']:.2f} | {r['beats_random']} | {_f(r['val_agreement'])} | {_f(r['val_regret'])} |"
         )
     second = [r for r in rows if r.get("second")]
@@ -338,12 +351,12 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
             "The same policies on " + ", ".join(SECOND_TUNING_TARGETS) + f" ({seeds} seeds, same loop): three of the four "
             "are two-class tasks, which the first set lacks.",
             "",
-            "| variant | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random |",
-            "|---|---|---|---|---|---|---|",
+            "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in second:
             t = r["second"]
-            lines.append(f"| {r['variant']} | {t['policy']:.4f} | {t['random']:.4f} | {t['best_heuristic']} | "
+            lines.append(f"| {r['variant']} | {r.get('seeds', seeds)} | {t['policy']:.4f} | {t['random']:.4f} | {t['best_heuristic']} | "
                          f"{t['policy_minus_best']:+.4f} | {t['mean_rank']:.2f} | {t['beats_random']} |")
     paired = paired_groups(rows)
     if len(paired) > 1:
@@ -387,20 +400,27 @@ def main():
                     help="an earlier --out: its finished baseline runs are reused (same identity only)")
     ap.add_argument("--second-set", action="store_true",
                     help="also evaluate each policy on SECOND_TUNING_TARGETS (mostly two-class tasks)")
-    ap.add_argument("--merge", default=None, help="an earlier study.json: its rows for variants not run now are kept in the table")
+    ap.add_argument("--merge", default=None,
+                    help="an earlier study.json: its rows for (variant, seeds) not run now are kept in the table")
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: read the rows of the --only variants from their finished directories in --out")
     args = ap.parse_args()
     todo = variants()
     if args.only:
         todo = {k: todo[k] for k in args.only.split(",")}
-    jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, args.second_set)
-            for name, change in todo.items()]
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
+    if args.collect:
+        rows = [summarise(collect_variant(name, args.out)) for name in todo]
+    else:
+        jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, args.second_set)
+                for name, change in todo.items()]
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
     if args.merge:
-        ran = {r["variant"] for r in rows}
-        earlier = [r for r in json.loads(Path(args.merge).read_text()) if r["variant"] not in ran]
+        ran = {(r["variant"], r.get("seeds", 3)) for r in rows}
+        earlier = [r for r in json.loads(Path(args.merge).read_text()) if (r["variant"], r.get("seeds", 3)) not in ran]
         order = list(variants())
-        rows = sorted(earlier + rows, key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
+        rows = sorted(earlier + rows, key=lambda r: (order.index(r["variant"]) if r["variant"] in order else len(order),
+                                                     r.get("seeds", 3)))
     for r in rows:
         print(json.dumps(r))
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -68,13 +68,13 @@ def test_markdown_has_the_second_table_only_for_rows_that_have_it(study, tmp_pat
               "mean_rank": 4.0, "beats_random": "4/4"}
     path = tmp_path / "results.md"
     study.write_markdown([row], path, 3)
-    assert "| a | 0.6400 | 0.6200 | margin 0.6377 | +0.0023 | 2.50 | 3/4 | 0.200 | – |" in path.read_text()
+    assert "| a | 3 | 0.6400 | 0.6200 | margin 0.6377 | +0.0023 | 2.50 | 3/4 | 0.200 | – |" in path.read_text()
     assert "Second tuning set" not in path.read_text()
     study.write_markdown([row, {**row, "variant": "b", "second": second}], path, 3)
     text = path.read_text()
     assert "## Second tuning set" in text
-    assert "| b | 0.7500 | 0.7300 | entropy 0.7590 | -0.0090 | 4.00 | 4/4 |" in text
-    assert "| a | 0.7500" not in text
+    assert "| b | 3 | 0.7500 | 0.7300 | entropy 0.7590 | -0.0090 | 4.00 | 4/4 |" in text
+    assert "| a | 3 | 0.7500" not in text
 
 
 def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study, tmp_path):
