@@ -366,10 +366,10 @@ def _shard_name(sl, workers: int, index: int) -> str:
 
 def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done, threads: int = 1) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
-    manager = ctx.Manager()
-    events = manager.Queue()
-    args = [(config, out, i, workers, _shard_name(None, workers, i), events, threads) for i in range(workers)]
-    with ctx.Pool(workers) as pool:
+    # both shut down on the way out, so no semaphore is left for the resource tracker to warn about
+    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
+        events = manager.Queue()
+        args = [(config, out, i, workers, _shard_name(None, workers, i), events, threads) for i in range(workers)]
         pending = pool.map_async(_worker, args)
         finished = 0
         while finished < workers:
@@ -387,6 +387,8 @@ def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_do
                 pool.terminate()
                 raise RuntimeError(f"a generate worker failed:\n{value}")
         pending.get()
+        pool.close()  # let the workers exit on their own (the with-block would terminate them)
+        pool.join()
 
 
 def _ray_shard(lane: int) -> str:

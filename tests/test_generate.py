@@ -63,6 +63,20 @@ def test_same_seed_same_episodes_and_two_workers_equal_one(reference_store, tmp_
     assert len(store_status(str(out))["shards"]) == 2
 
 
+def test_two_workers_in_a_fresh_interpreter_exit_cleanly(reference_store, tmp_path):
+    """The worker pool and its event queue are shut down before exit: the resource tracker used to warn
+    about leaked semaphores at the end of every `metaal generate --workers N`."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "w2.zarr"
+    r = subprocess.run([sys.executable, "-c", "from metaal.cli import cli; cli()", "generate", *SMALL, "--episodes", "3",
+                        "--workers", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "leaked" not in r.stderr and "Warning" not in r.stderr, r.stderr
+    assert_same(read(out), read(reference_store))
+
+
 def test_shards_union_equals_single_run(reference_store, tmp_path):
     out = tmp_path / "sh.zarr"
     for i in range(3):
