@@ -112,9 +112,10 @@ def mask_scores(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 class ScorerEnsemble(nn.Module):
     """The mean score of several CandidateScorers trained alike from different seeds.
 
-    One distilled network's ranking varies with its seed about as much as the levers tried on
-    the tuning tasks (docs/results.md); averaging a few removes most of that variance.  Members
-    regress the same rank targets in [0, 1], so their raw scores are on one scale."""
+    Built to remove the part of a policy's spread over distillation seeds that comes from the
+    network's initialisation and minibatches.  Members regress the same rank targets in [0, 1],
+    so their raw scores are on one scale.  On the tuning tasks five members did not raise AULC
+    (docs/results.md: the spread is mostly the evaluation's, not the network's)."""
 
     def __init__(self, n_features: int, n_context: int, hidden: int = 64, members: int = 2):
         super().__init__()
