@@ -273,3 +273,18 @@ def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
                                  str(tmp_path / "batch"), "--seeds", "1", "--initial", "6", "--budget", "12",
                                  "--query-size", "3", "--epochs-steps", "15", "--quiet", "--out", str(tmp_path / "ev")])
     assert r.exit_code == 0 and "policy" in r.output, r.output
+    # `metaal select` on a user's pool follows the recorded choice too
+    import csv
+
+    task = load_task("sklearn:iris", 0)
+    np.savez(tmp_path / "pool.npz", X=task.X, y=task.y)
+    labelled = np.random.default_rng(0).choice(len(task.X), 9, replace=False)
+    (tmp_path / "labels.csv").write_text("index,label\n" + "".join(f"{i},{task.y[i]}\n" for i in labelled))
+    r = CliRunner().invoke(cli, ["select", "--data", f"npz:{tmp_path / 'pool.npz'}", "--labels", str(tmp_path / "labels.csv"),
+                                 "--strategy", f"policy:{tmp_path / 'batch'}", "--n", "3", "--epochs-steps", "15",
+                                 "--out", str(tmp_path / "next.csv")])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(tmp_path / "next.csv")))
+    scores = [float(x["score"]) for x in rows]
+    assert len(rows) == 3 and scores == sorted(scores, reverse=True)  # one batch, its best item first
+    assert not set(int(x["index"]) for x in rows) & set(labelled.tolist())
