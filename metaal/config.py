@@ -35,12 +35,12 @@ _STRS = ("a string or a list of strings", lambda v: isinstance(v, str) or (isins
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
-                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps", "batch_size", "hidden", "policy_candidates",
-                     "policy_shortlist", "prefilter"), _INT),
+                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
+                     "batch_size", "hidden", "ensemble", "policy_candidates", "policy_shortlist", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     "warm_start": _BOOL,
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
-                     "address", "oracle", "target", "step_weight", "oracle_metric"), _STR),
+                     "address", "oracle", "target", "step_weight", "choice", "oracle_metric"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
 }
 SECTION_KEY_TYPES = {("evaluate", "oracle"): _TABLE}  # the oracle strategy's options; elsewhere the oracle mode

@@ -60,6 +60,7 @@ def base(tmp_path_factory):
     files["toml_gen_unknown"] = text("gen_unknown.toml", '[generate]\nepisodez = 3\n')
     files["toml_types"] = text("types.toml", '[evaluate]\ntasks = "sklearn:iris"\nseeds = "three"\n[generate]\n'
                                              'candidates = [4, 8]\n[distill]\nlr = "fast"\n[run]\nworkers = 1.5\n')
+    files["toml_ensemble"] = text("ensemble.toml", '[distill]\nensemble = "two"\n')
     files["toml_overlap"] = text("run_overlap.toml", '[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:iris"]\n')
     files["pool"] = npz("pool.npz", X=X)
     files["labels"] = text("labels.csv", "index,label\n0,a\n1,b\n2,a\n3,b\n")
@@ -193,6 +194,13 @@ CASES = [
     ("distill-unknown-algo", lambda f, o: ["distill", f["store"], "--algo", "magic", "--out", o], "'--algo'"),
     ("distill-unknown-dropped-feature", lambda f, o: ["distill", f["store"], "--drop-features", "margin,shoe_size", "--out", o],
      "unknown feature(s) shoe_size"),
+    ("distill-ensemble-0", lambda f, o: ["distill", f["store"], "--ensemble", "0", "--out", o], "ensemble must be at least 1"),
+    ("distill-ensemble-with-bc", lambda f, o: ["distill", f["store"], "--algo", "bc", "--ensemble", "2", "--out", o],
+     "needs algo 'gain'"),
+    ("distill-config-ensemble-of-wrong-type", lambda f, o: ["distill", f["store"], "--config", f["toml_ensemble"], "--out", o],
+     "[distill] ensemble must be an integer"),
+    ("distill-batch-choice-without-batch-oracle", lambda f, o: ["distill", f["store"], "--choice", "batch", "--out", o],
+     "needs a store generated with the batch oracle"),
     # run
     ("run-overlapping-sources-and-targets", lambda f, o: ["run", "--quiet", "--config", f["toml_overlap"], "--out", o], "overlap"),
     ("run-malformed-config", lambda f, o: ["run", "--quiet", "--config", f["toml_bad"], "--out", o], "not valid TOML"),
