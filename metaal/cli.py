@@ -202,8 +202,9 @@ def transfer_eval(ctx, **p):
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
-                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr", "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed",
-                 "device", "data_root", "label_column", "shard", "backend", "address", "gpus_per_episode"}
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr", "oracle_chunk",
+                 "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
+                 "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
 
 @cli.command()

@@ -705,7 +705,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     trajs, sources = _load(stores)
     where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
     _check_store(trajs, where)
-    if cfg.choice == "batch" and (trajs.attrs.get("oracle") or {}).get("mode") != "batch":
+    oracle = trajs.attrs.get("oracle") or {}
+    if cfg.choice == "batch" and oracle.get("mode") != "batch":
         raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
                           "its candidates are the heuristics' batches")
     trajs = _drop_features(trajs, cfg.drop_features)
@@ -760,8 +761,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "schema": features.schema(),
             "K": int(trajs.K),
             # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
-            "proposals": "batches" if (trajs.attrs.get("oracle") or {}).get("mode") == "batch" else "random",
-            "margin_pool": int((trajs.attrs.get("oracle") or {}).get("margin_pool") or 0),
+            "proposals": "batches" if oracle.get("mode") == "batch" else "random",
+            "margin_pool": int(oracle.get("margin_pool") or 0),
             "choice": cfg.choice,
             "algorithm": cfg.algo,
             "dropped_features": list(cfg.drop_features),  # held at 0: Policy.score zeroes them too

@@ -53,10 +53,12 @@ def _batch(sources=REAL, oracle=None, generate=None, distill=None) -> dict:
     return change
 
 
-def _no_count(sources=REAL, generate=None, distill=None) -> dict:
-    """The session-4 default: margin_pool 5, with log_classes and log_labelled held at 0."""
-    return _batch(sources=sources, oracle={"margin_pool": 5}, generate=generate,
-                  distill={"drop_features": ["log_classes", "log_labelled"], **(distill or {})})
+def _no_count(sources=REAL, generate=None, distill=None, margin_pool: int = 5) -> dict:
+    """The session-4 default: margin_pool 5, with log_classes and log_labelled held at 0 (metaal.run.DROPPED_CONTEXT)."""
+    from metaal.run import DROPPED_CONTEXT
+
+    return _batch(sources=sources, oracle={"margin_pool": margin_pool}, generate=generate,
+                  distill={"drop_features": list(DROPPED_CONTEXT), **(distill or {})})
 
 
 def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
@@ -140,11 +142,10 @@ def variants() -> dict[str, dict]:
         # offline RL (DiscreteCQL); session 1 tried them only with the single-candidate finetune oracle
         **_distill_seeds("margin-pool-5-no-count-context-bc", _no_count(distill={"algo": "bc"})),
         **_distill_seeds("margin-pool-5-no-count-context-cql", _no_count(distill={"algo": "cql"})),
-        # the expert's batches from the 70 smallest margins instead of 50: more room for the diverse batches
+        # the expert's batches from the 70 or 100 smallest margins instead of 50: more room for the diverse batches
         # (coreset, BADGE) that the expert preferred in digits' first rounds, where the policy trails margin
-        **{name: row for pool in (7, 10) for name, row in _distill_seeds(
-            f"margin-pool-{pool}-no-count-context",
-            _batch(oracle={"margin_pool": pool}, distill={"drop_features": ["log_classes", "log_labelled"]})).items()},
+        **_distill_seeds("margin-pool-7-no-count-context", _no_count(margin_pool=7)),
+        **_distill_seeds("margin-pool-10-no-count-context", _no_count(margin_pool=10)),
     }
 
 
@@ -309,7 +310,7 @@ def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP) -> list[di
                  "policy": float(np.mean(list(mine.values())))}
         for label, other in (("vs_reference", ref), ("vs_margin", margin)):
             keys = sorted(set(mine) & set(other))
-            if name == reference and label == "vs_reference" or len(keys) < 2:
+            if (name == reference and label == "vs_reference") or len(keys) < 2:
                 continue
             a, b = [mine[k] for k in keys], [other[k] for k in keys]
             d = np.subtract(a, b)
