@@ -709,6 +709,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     if cfg.choice == "batch" and oracle.get("mode") != "batch":
         raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
                           "its candidates are the heuristics' batches")
+    stored = trajs  # the heuristics in the validation table read the stored features, dropped or not
     trajs = _drop_features(trajs, cfg.drop_features)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
@@ -734,7 +735,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         if len(val_ids):
             validation = {
                 "policy": decision_metrics(score_steps(scorer, val_steps), val_steps),
-                "heuristics": heuristic_metrics(val_steps, seed=cfg.seed),
+                "heuristics": heuristic_metrics(subset_steps(stored.steps, val_ids)[0], seed=cfg.seed),
                 "episodes": int(len(val_ids)),
                 "steps": int(len(val_steps["action"])),
             }

@@ -453,13 +453,15 @@ def test_policy_select(policies):
 
 def test_dropped_features_are_held_at_zero_in_training_and_in_use(toy, policies, tmp_path):
     """The ablation switch: without the one feature the toy expert follows, the expert cannot be learned;
-    dropping another feature does not hurt; the policy ignores the dropped columns at inference."""
-    blind = distill(toy, small_config("gain", drop_features=[TOY_FEATURE, "budget_used"]), tmp_path / "blind",
-                    progress=False)
-    assert blind["dropped_features"] == [TOY_FEATURE, "budget_used"]
+    dropping another feature does not hurt; the policy ignores the dropped columns at inference.  The
+    heuristics it is compared with still read the stored features (a dropped margin column is not margin)."""
+    blind = distill(toy, small_config("gain", drop_features=[TOY_FEATURE, "budget_used", "margin"]),
+                    tmp_path / "blind", progress=False)
+    assert blind["dropped_features"] == [TOY_FEATURE, "budget_used", "margin"]
     assert blind["validation"]["policy"]["agreement"] < 0.6
     other = distill(toy, small_config("gain", drop_features=["density"]), tmp_path / "other", progress=False)
     assert other["validation"]["policy"]["agreement"] >= 0.95
+    assert blind["validation"]["heuristics"] == other["validation"]["heuristics"]
     pol = load_policy(tmp_path / "blind")
     rng = np.random.default_rng(0)
     x, ctx = rng.random((7, F)).astype(np.float32), rng.random(G).astype(np.float32)
