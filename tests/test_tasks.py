@@ -162,6 +162,17 @@ def test_synthetic_with_params():
     assert other.X.shape == (300, 7) and not np.array_equal(ds.X, other.X)
 
 
+def test_synthetic_with_many_classes_and_few_features():
+    """Each class needs its own hypercube vertex: the informative features are raised to log2(classes)
+    (a draw with 3 informative features and 10 classes used to end in a ValueError from scikit-learn),
+    and a dimension too small for the classes is a clear error, checked before any data is made."""
+    for seed in range(40):  # several draws have round(informative * dim) < 4
+        ds = load_dataset(f"synthetic:seed={seed},classes=10", instance_seed=0)
+        assert ds.n_classes == 10
+    with pytest.raises(MetaalError, match="10 classes need at least 4 features"):
+        load_dataset("synthetic:classes=10,dim=3")
+
+
 def test_synthetic_fixed_seed_ignores_instance_seed():
     a = load_dataset("synthetic:seed=5", instance_seed=0)
     b = load_dataset("synthetic:seed=5", instance_seed=99)

@@ -81,15 +81,23 @@ def synthetic_parameters(params: str, instance_seed: int) -> dict:
         raise MetaalError("synthetic: need 0 <= imbalance < 1 and 0 <= noise < 0.5")
     if resolved["n"] < 10 * resolved["classes"]:
         raise MetaalError(f"synthetic: n={resolved['n']} is too small for {resolved['classes']} classes")
+    if _informative_features(resolved) > resolved["dim"]:
+        raise MetaalError(f"synthetic: {resolved['classes']} classes need at least "
+                          f"{_informative_features(resolved)} features (log2 of the class count), dim={resolved['dim']}")
     return resolved
+
+
+def _informative_features(p: dict) -> int:
+    """The informative share of dim, raised to log2(classes): each class needs its own hypercube vertex."""
+    share = max(2, int(round(p["informative"] * p["dim"])))
+    return max(min(share, p["dim"]), int(np.ceil(np.log2(p["classes"]))))
 
 
 def load_synthetic(params: str, instance_seed: int) -> Dataset:
     from sklearn.datasets import make_classification
 
     p = synthetic_parameters(params, instance_seed)
-    informative = max(2, int(round(p["informative"] * p["dim"])))
-    informative = min(informative, p["dim"])
+    informative = _informative_features(p)
     clusters = p["clusters"]
     while p["classes"] * clusters > 2**informative:
         clusters -= 1
