@@ -246,16 +246,30 @@ def _run_slice(config: GenerateConfig, out: str, index: int, count: int, shard: 
                 on_episode()
 
 
+class _Stopped(Exception):
+    """The driver asked this worker to stop: another one failed."""
+
+
 def _worker(args):
-    """A worker process: its own shard, progress events to the driver through a queue."""
+    """A worker process: its own shard, progress events to the driver through a queue.
+
+    After each round it checks ``stop``: when another worker has failed, it leaves its episode unwritten
+    (a rerun redoes it) and exits normally, so that no worker is ever terminated."""
     import torch
 
-    config, out, index, count, shard, events, threads = args
+    config, out, index, count, shard, events, stop, threads = args
     torch.set_num_threads(threads)
+
+    def on_round(_r, _n):
+        events.put(("round", 1))
+        if stop.is_set():
+            raise _Stopped
+
     try:
-        _run_slice(config, out, index, count, shard,
-                   on_round=lambda r, n: events.put(("round", 1)), on_episode=lambda: events.put(("episode", 1)))
+        _run_slice(config, out, index, count, shard, on_round=on_round, on_episode=lambda: events.put(("episode", 1)))
         events.put(("done", None))
+    except _Stopped:
+        events.put(("stopped", None))
     except MetaalError as exc:
         events.put(("error", str(exc)))
     except BaseException as exc:  # report the failure to the driver instead of hanging it
@@ -366,29 +380,29 @@ def _shard_name(sl, workers: int, index: int) -> str:
 
 def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done, threads: int = 1) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
-    # both shut down on the way out, so no semaphore is left for the resource tracker to warn about
+    # Both are shut down on the way out and the workers always exit on their own (a failure stops the
+    # others through ``stop``), so no semaphore is left for the resource tracker to warn about.
     with ctx.Manager() as manager, ctx.Pool(workers) as pool:
-        events = manager.Queue()
-        args = [(config, out, i, workers, _shard_name(None, workers, i), events, threads) for i in range(workers)]
+        events, stop = manager.Queue(), manager.Event()
+        args = [(config, out, i, workers, _shard_name(None, workers, i), events, stop, threads) for i in range(workers)]
         pending = pool.map_async(_worker, args)
-        finished = 0
+        finished, failure = 0, None
         while finished < workers:
             kind, value = events.get()
             if kind == "round":
                 bar.update(1)
             elif kind == "episode":
                 episode_done()
-            elif kind == "done":
+            else:  # done, stopped, error or crash: that worker has finished
                 finished += 1
-            elif kind == "error":
-                pool.terminate()
-                raise MetaalError(value)
-            elif kind == "crash":
-                pool.terminate()
-                raise RuntimeError(f"a generate worker failed:\n{value}")
+                if kind in ("error", "crash") and failure is None:
+                    failure = MetaalError(value) if kind == "error" else RuntimeError(f"a generate worker failed:\n{value}")
+                    stop.set()
         pending.get()
         pool.close()  # let the workers exit on their own (the with-block would terminate them)
         pool.join()
+        if failure is not None:
+            raise failure
 
 
 def _ray_shard(lane: int) -> str:

@@ -77,6 +77,21 @@ def test_two_workers_in_a_fresh_interpreter_exit_cleanly(reference_store, tmp_pa
     assert_same(read(out), read(reference_store))
 
 
+def test_a_failing_worker_stops_the_others_and_the_error_is_one_line(tmp_path):
+    """Episode 1 of this store draws a 4-dimensional task for 40 classes (episode 0 and the up-front check
+    draw larger ones): worker 1 fails at once; worker 0 stops after its current round instead of being
+    terminated, and the command ends with the one-line error, no traceback and no resource-tracker warning."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fail.zarr"
+    r = subprocess.run([sys.executable, "-c", "from metaal.cli import cli; cli()", "generate", "--tasks",
+                        "synthetic:classes=40,n=400", *SMALL[2:-3], "--seed", "3", "--quiet", "--episodes", "4",
+                        "--workers", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: synthetic: 40 classes need at least 6 features (log2 of the class count), dim=4"
+
+
 def test_shards_union_equals_single_run(reference_store, tmp_path):
     out = tmp_path / "sh.zarr"
     for i in range(3):
