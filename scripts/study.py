@@ -27,6 +27,13 @@ TUNING_TARGETS = ["synthetic:seed=9001", "synthetic:seed=9002", "synthetic:seed=
 # (its draws have 4-6 classes) while two-class tasks are common; still never a reported target.
 SECOND_TUNING_TARGETS = ["synthetic:seed=9005", "synthetic:seed=9006", "synthetic:seed=9007,classes=2",
                          "synthetic:seed=9008,classes=2"]
+# --many-class-set (session 6): ten classes, one initial label per class, digits-like AULC (0.83-0.89 with
+# margin), the state the 3-class sources never show; the policy trailed margin here at 30-60 labels as on
+# digits.  Its parameters were set by hand to be easy and balanced; these tasks are never reported targets.
+MANY_CLASS_TUNING_TARGETS = [f"synthetic:seed={s},classes=10,sep=2.5,clusters=1,noise=0,imbalance=0"
+                             for s in (9021, 9022, 9023, 9024)]
+# extra tuning sets a row can be evaluated on: row key -> (targets, results directory)
+EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY_CLASS_TUNING_TARGETS, "results-many")}
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
@@ -57,8 +64,9 @@ def _no_count(sources=REAL, generate=None, distill=None, margin_pool: int = 5) -
     """The session-4 default: margin_pool 5, with log_classes and log_labelled held at 0 (metaal.run.DROPPED_CONTEXT)."""
     from metaal.run import DROPPED_CONTEXT
 
+    extra = dict(distill or {})
     return _batch(sources=sources, oracle={"margin_pool": margin_pool}, generate=generate,
-                  distill={"drop_features": list(DROPPED_CONTEXT), **(distill or {})})
+                  distill={"drop_features": [*DROPPED_CONTEXT, *extra.pop("drop_features", [])], **extra})
 
 
 def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
@@ -146,6 +154,18 @@ def variants() -> dict[str, dict]:
         # (coreset, BADGE) that the expert preferred in digits' first rounds, where the policy trails margin
         **_distill_seeds("margin-pool-7-no-count-context", _no_count(margin_pool=7)),
         **_distill_seeds("margin-pool-10-no-count-context", _no_count(margin_pool=10)),
+        # session 6: max_prob lies in [1/C, 1] and the raw margin shrinks as C grows, so on a target with more
+        # classes than the 3-class sources both leave the range the policy was trained on (digits' first
+        # rounds: max_prob well under 1/3); margin_rank, entropy / log C and BALD / log C keep a C-free scale
+        **_distill_seeds("margin-pool-5-no-count-context-no-raw-confidence",
+                         _no_count(distill={"drop_features": ["max_prob", "margin"]})),
+        **_distill_seeds("margin-pool-5-no-count-context-rank-uncertainty-only",
+                         _no_count(distill={"drop_features": ["max_prob", "margin", "entropy", "bald"]})),
+        # ten-class synthetic sources beside wine and iris (a third of 36 episodes): the many-class, one-label-
+        # per-class state of digits' first rounds, drawn from another family than the many-class tuning set
+        # (clusters, imbalance, noise and dimension are drawn, not fixed)
+        **_distill_seeds("margin-pool-5-no-count-context-with-10-class-synthetic",
+                         _no_count(sources=[*REAL, "synthetic:classes=10,sep=2.5"], generate={"episodes": 36})),
     }
 
 
@@ -191,7 +211,7 @@ def reuse_baselines(source: Path, out: Path) -> int:
 
 
 def run_variant(args) -> dict:
-    name, change, out, episodes, seeds, baselines_from, second_set = args
+    name, change, out, episodes, seeds, baselines_from, extra_sets = args
     import torch
 
     torch.set_num_threads(1)
@@ -222,11 +242,12 @@ def run_variant(args) -> dict:
         policy_dir = out / "policy"
     meta = json.loads((policy_dir / "metaal-policy.json").read_text())
     row = {"name": name, "change": change, "results": results, "validation": meta.get("validation")}
-    if second_set:
+    for key in extra_sets:
         from metaal.evaluate import transfer_eval
 
-        second = build(name, change, episodes, seeds, SECOND_TUNING_TARGETS).evaluate
-        row["second"] = transfer_eval(replace(second, policy=str(policy_dir)), out / "results-second", progress=False)
+        targets, results = EXTRA_SETS[key]
+        evaluate = build(name, change, episodes, seeds, targets).evaluate
+        row[key] = transfer_eval(replace(evaluate, policy=str(policy_dir)), out / results, progress=False)
     return row
 
 
@@ -237,10 +258,12 @@ def collect_variant(name: str, out: str | Path) -> dict:
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise SystemExit(f"--collect: {name} is not finished ({', '.join(missing)} missing)")
-    second = d / "results-second" / "summary.json"
-    return {"name": name, "change": variants().get(name), "results": json.loads(files["results"].read_text()),
-            "validation": json.loads(files["policy"].read_text()).get("validation"),
-            "second": json.loads(second.read_text()) if second.is_file() else None}
+    row = {"name": name, "change": variants().get(name), "results": json.loads(files["results"].read_text()),
+           "validation": json.loads(files["policy"].read_text()).get("validation")}
+    for key, (_targets, results) in EXTRA_SETS.items():
+        summary = d / results / "summary.json"
+        row[key] = json.loads(summary.read_text()) if summary.is_file() else None
+    return row
 
 
 def _versus(res: dict) -> dict:
@@ -267,11 +290,12 @@ def summarise(row: dict) -> dict:
     val = (row.get("validation") or {}).get("policy") or {}
     out = {"variant": row["name"], "seeds": int(row["results"].get("config", {}).get("seeds", 3)),
            **_versus(row["results"]), "val_agreement": val.get("agreement"), "val_regret": val.get("regret")}
-    if row.get("second"):
-        out["second"] = _versus(row["second"])
-    # per-(task, seed) AULC of the policy and of margin on every tuning set, for the paired table
+    for key in EXTRA_SETS:
+        if row.get(key):
+            out[key] = _versus(row[key])
+    # per-(task, seed) AULC of the policy and of margin on every tuning set, for the paired tables
     out["cells"] = {}
-    for res in (row["results"], row.get("second")):
+    for res in (row["results"], *(row.get(key) for key in EXTRA_SETS)):
         for r in (res or {}).get("runs", []):
             if r["strategy"] in ("policy", "margin"):
                 out["cells"].setdefault(r["strategy"], {})[f"{r['task']}|{r['seed']}"] = r["aulc"]
@@ -282,9 +306,10 @@ REFERENCE_GROUP = "margin-pool-5-no-count-context"  # the `metaal run` default s
 _SEED_SUFFIX = re.compile(r"-distill-seed-\d+$")
 
 
-def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP) -> list[dict]:
+def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP, keep_task=None) -> list[dict]:
     """Each variant with its distillation-seed rows as one group (their mean policy AULC per task and seed),
-    paired against the reference group and against margin on the (task, seed) cells both have.
+    paired against the reference group and against margin on the (task, seed) cells both have
+    (only the cells whose task passes ``keep_task``, when given).
 
     The unpaired table above compares means over 3 seeds; a variant's picks change every later round, so
     that comparison carries the whole run-to-run spread.  Pairing by task and seed removes the spread the
@@ -298,6 +323,7 @@ def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP) -> list[di
 
     def mean_cells(members, strategy="policy"):
         keys = set.intersection(*(set(m["cells"].get(strategy, {})) for m in members))
+        keys = {k for k in keys if keep_task is None or keep_task(k.rsplit("|", 1)[0])}
         return {k: float(np.mean([m["cells"][strategy][k] for m in members])) for k in keys}
 
     if reference not in groups:
@@ -306,6 +332,8 @@ def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP) -> list[di
     out = []
     for name, members in groups.items():
         mine, margin = mean_cells(members), mean_cells(members, "margin")
+        if not mine:
+            continue
         entry = {"group": name, "distill_seeds": len(members), "cells": len(mine),
                  "policy": float(np.mean(list(mine.values())))}
         for label, other in (("vs_reference", ref), ("vs_margin", margin)):
@@ -370,30 +398,38 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
             f"| {r['variant']} | {r.get('seeds', seeds)} | {r['policy']:.4f} | {r['random']:.4f} | {r['best_heuristic']} | {r['policy_minus_best']:+.4f} | "
             f"{r['mean_rank']:.2f} | {r['beats_random']} | {_f(r['val_agreement'])} | {_f(r['val_regret'])} |"
         )
-    second = [r for r in rows if r.get("second")]
-    if second:
-        lines += [
-            "",
-            "## Second tuning set (`--second-set`)",
-            "",
-            "The same policies on " + ", ".join(SECOND_TUNING_TARGETS) + f" ({seeds} seeds, same loop): three of the four "
-            "are two-class tasks, which the first set lacks.",
-            "",
-            "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in second:
-            t = r["second"]
+    set_titles = {
+        "second": ("Second tuning set (`--second-set`)", "The same policies on " + ", ".join(SECOND_TUNING_TARGETS) +
+                   f" ({seeds} seeds, same loop): three of the four are two-class tasks, which the first set lacks."),
+        "many": ("Many-class tuning set (`--many-class-set`)", "The same policies on " + ", ".join(MANY_CLASS_TUNING_TARGETS) +
+                 " (same loop): ten classes starting from one label each, as digits starts, which neither other set "
+                 "nor the 3-class sources show."),
+    }
+    for key, (title, text) in set_titles.items():
+        extra = [r for r in rows if r.get(key)]
+        if not extra:
+            continue
+        lines += ["", f"## {title}", "", text, "",
+                  "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in extra:
+            t = r[key]
             lines.append(f"| {r['variant']} | {r.get('seeds', seeds)} | {t['policy']:.4f} | {t['random']:.4f} | {t['best_heuristic']} | "
                          f"{t['policy_minus_best']:+.4f} | {t['mean_rank']:.2f} | {t['beats_random']} |")
-    paired = paired_groups(rows)
-    if len(paired) > 1:
+    many = set(MANY_CLASS_TUNING_TARGETS)
+    for title, where, keep in (
+        ("Paired against the default", "over both tuning sets", lambda task: task not in many),
+        ("Paired against the default on the many-class set", "over the many-class set", lambda task: task in many),
+    ):
+        paired = paired_groups(rows, keep_task=keep)
+        if len(paired) < 2:
+            continue
         lines += [
             "",
-            "## Paired against the default",
+            f"## {title}",
             "",
             f"Each group is a variant with its distillation-seed rows, its policy AULC averaged over them per task and "
-            f"seed; Δ is paired by (task, seed) over both tuning sets against `{REFERENCE_GROUP}` (the `metaal run` "
+            f"seed; Δ is paired by (task, seed) {where} against `{REFERENCE_GROUP}` (the `metaal run` "
             "default) and against margin, with a t-based 95% CI, W/T/L per cell (tolerance 0.002) and the paired "
             "t-test's p. Only rows run since session 5 record their cells.",
             "",
@@ -428,6 +464,8 @@ def main():
                     help="an earlier --out: its finished baseline runs are reused (same identity only)")
     ap.add_argument("--second-set", action="store_true",
                     help="also evaluate each policy on SECOND_TUNING_TARGETS (mostly two-class tasks)")
+    ap.add_argument("--many-class-set", action="store_true",
+                    help="also evaluate each policy on MANY_CLASS_TUNING_TARGETS (ten classes, one label each at first)")
     ap.add_argument("--merge", default=None,
                     help="an earlier study.json: its rows for (variant, seeds) not run now are kept in the table")
     ap.add_argument("--collect", action="store_true",
@@ -439,7 +477,8 @@ def main():
     if args.collect:
         rows = [summarise(collect_variant(name, args.out)) for name in todo]
     else:
-        jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, args.second_set)
+        extra_sets = [key for key, on in (("second", args.second_set), ("many", args.many_class_set)) if on]
+        jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, extra_sets)
                 for name, change in todo.items()]
         with mp.get_context("spawn").Pool(args.workers) as pool:
             rows = [summarise(r) for r in pool.imap(run_variant, jobs)]

@@ -19,13 +19,15 @@ def study():
     return module
 
 
-def test_every_variant_builds_a_valid_study_on_both_tuning_sets(study):
+def test_every_variant_builds_a_valid_study_on_every_tuning_set(study):
     from metaal.run import DEFAULT_TARGETS
 
-    assert not set(study.TUNING_TARGETS) & set(study.SECOND_TUNING_TARGETS)
-    assert not set(DEFAULT_TARGETS) & (set(study.TUNING_TARGETS) | set(study.SECOND_TUNING_TARGETS))
+    sets = [study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS, study.MANY_CLASS_TUNING_TARGETS]
+    assert sum(map(len, sets)) == len(set().union(*sets))  # disjoint
+    assert not set(DEFAULT_TARGETS) & set().union(*sets)
+    assert [t for _, (t, _) in study.EXTRA_SETS.items()] == sets[1:]
     for name, change in study.variants().items():
-        for targets in (study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS):
+        for targets in sets:
             built = study.build(name, change, None, 3, targets)
             built.check()
             built.generate.validate()
@@ -102,3 +104,17 @@ def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study
     assert "## Paired against the default" in path.read_text()
     assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in path.read_text()
     assert study.paired_groups(rows[2:]) == []  # without the reference group there is nothing to pair against
+    assert "on the many-class set" not in path.read_text()
+
+    # cells on the many-class set are paired in their own table, never mixed into the first one
+    many = study.MANY_CLASS_TUNING_TARGETS[0]
+    for r, policy in zip(rows[:4], (0.30, 0.32, 0.40, 0.42)):
+        r["cells"]["policy"][f"{many}|0"], r["cells"]["margin"][f"{many}|0"] = policy, 0.35
+        r["cells"]["policy"][f"{many}|1"], r["cells"]["margin"][f"{many}|1"] = policy + 0.01, 0.36
+    assert {g["group"]: g["cells"] for g in study.paired_groups(rows, keep_task=lambda t: t != many)} == {ref: 4, "x": 4}
+    on_many = {g["group"]: g for g in study.paired_groups(rows, keep_task=lambda t: t == many)}
+    assert on_many["x"]["vs_reference"]["mean"] == pytest.approx(0.10) and on_many["x"]["cells"] == 2
+    study.write_markdown(rows, path, 3)
+    text = path.read_text()
+    assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in text  # the first table is unchanged
+    assert "## Paired against the default on the many-class set" in text and "| x | 2 | 2 | 0.4150 | +0.1000 [" in text
