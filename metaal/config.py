@@ -40,7 +40,8 @@ KEY_TYPES = {
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     "warm_start": _BOOL,
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
-                     "address", "oracle", "target", "step_weight", "choice", "oracle_metric"), _STR),
+                     "address", "oracle", "target", "step_weight", "choice", "oracle_metric",
+                     "count_context"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
 }
 SECTION_KEY_TYPES = {("evaluate", "oracle"): _TABLE}  # the oracle strategy's options; elsewhere the oracle mode

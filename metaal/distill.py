@@ -53,7 +53,7 @@ STEP_WEIGHTS = ("uniform", "spread")
 CHOICES = ("items", "batch")
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
 CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
-                         "drop_features", "step_weight", "ensemble", "choice"})
+                         "drop_features", "step_weight", "ensemble", "choice", "count_context"})
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 POLICY_FILE = "metaal-policy.json"
@@ -97,6 +97,9 @@ class DistillConfig:
     # n candidates one by one by score; "batch" (batch-oracle stores only) takes the heuristic batch whose
     # items score highest on average, the action the batch oracle itself takes
     choice: str = "items"
+    # the label count the policy sees (features.count_context): "raw", or "per-class": log((1 + labelled) /
+    # classes) in place of log_labelled, log_classes held at 0 (recorded in the artifact; Policy.score does the same)
+    count_context: str = "raw"
     # torch threads while training (restored afterwards); None leaves torch's setting.  1 is the
     # safe default for these small networks: extra threads gain little and, when other processes
     # share the cores, oversubscription made training ~10x slower here (see scripts/bench_distill.py).
@@ -125,6 +128,10 @@ class DistillConfig:
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
+        features.count_context(np.zeros(len(features.CONTEXT_NAMES), np.float32), self.count_context)  # unknown modes too
+        if self.count_context == "per-class" and "log_labelled" in self.drop_features:
+            raise MetaalError("count_context 'per-class' puts the per-class count in log_labelled's column: "
+                              "do not drop log_labelled as well")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -595,15 +602,16 @@ def _load(stores) -> tuple[Trajectories, list[dict]]:
     return trajs, [{"path": p, "fingerprint": fingerprint(p)} for p in paths]
 
 
-def _drop_features(trajs: Trajectories, names: list[str]) -> Trajectories:
-    """A copy of ``trajs`` whose ``names`` columns are 0 (the store itself is not touched)."""
-    if not names:
+def _policy_inputs(trajs: Trajectories, names: list[str], count_context: str) -> Trajectories:
+    """A copy of ``trajs`` as the policy sees them (the store itself is not touched): the count context
+    transformed (features.count_context), then the ``names`` columns held at 0."""
+    if not names and count_context == "raw":
         return trajs
     cand_cols, ctx_cols = features.feature_columns(names)
     steps = dict(trajs.steps)
     steps["candidates"] = np.array(steps["candidates"], copy=True)
     steps["candidates"][..., cand_cols] = 0.0
-    steps["context"] = np.array(steps["context"], copy=True)
+    steps["context"] = np.array(features.count_context(steps["context"], count_context), copy=True)
     steps["context"][..., ctx_cols] = 0.0
     return dataclasses.replace(trajs, steps=steps)
 
@@ -710,7 +718,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
                           "its candidates are the heuristics' batches")
     stored = trajs  # the heuristics in the validation table read the stored features, dropped or not
-    trajs = _drop_features(trajs, cfg.drop_features)
+    trajs = _policy_inputs(trajs, cfg.drop_features, cfg.count_context)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
     out_dir = Path(out_dir)
     work, lock = _prepare_out(out_dir)
@@ -767,6 +775,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "choice": cfg.choice,
             "algorithm": cfg.algo,
             "dropped_features": list(cfg.drop_features),  # held at 0: Policy.score zeroes them too
+            "count_context": cfg.count_context,  # Policy.score transforms the context the same way
             "scorer": scorer_info,
             "d3rlpy_model": MODEL_FILE if algo is not None else None,
             "d3rlpy_model_note": (

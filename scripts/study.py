@@ -166,6 +166,16 @@ def variants() -> dict[str, dict]:
         # (clusters, imbalance, noise and dimension are drawn, not fixed)
         **_distill_seeds("margin-pool-5-no-count-context-with-10-class-synthetic",
                          _no_count(sources=[*REAL, "synthetic:classes=10,sep=2.5"], generate={"episodes": 36})),
+        # the label count per class (distill --count-context per-class: log((1 + labelled) / classes)) instead of
+        # no count at all; with_store_of: the store of the initial-3 variant distilled together with this one, so
+        # that the sources span one to twenty labels per class (digits starts at one)
+        **_distill_seeds("margin-pool-5-per-class-count", _batch(oracle={"margin_pool": 5},
+                                                                distill={"count_context": "per-class", "drop_features": []})),
+        **_distill_seeds("margin-pool-5-no-count-context-with-initial-3-episodes",
+                         {**_no_count(), "with_store_of": "margin-pool-5-no-count-context-initial-3"}),
+        **_distill_seeds("margin-pool-5-per-class-count-with-initial-3-episodes",
+                         {**_batch(oracle={"margin_pool": 5}, distill={"count_context": "per-class", "drop_features": []}),
+                          "with_store_of": "margin-pool-5-no-count-context-initial-3"}),
     }
 
 
@@ -235,6 +245,18 @@ def run_variant(args) -> dict:
         distill([str(out / "iter0" / "store.zarr"), str(out / "store1.zarr")], study.distill, out / "policy", progress=False)
         from metaal.evaluate import transfer_eval
 
+        results = transfer_eval(replace(study.evaluate, policy=str(out / "policy")), out / "results", progress=False)
+        policy_dir = out / "policy"
+    elif change.get("with_store_of"):
+        # this variant's store and another variant's (generated here if missing), distilled together
+        from metaal.distill import distill
+        from metaal.evaluate import transfer_eval
+        from metaal.generate import generate
+
+        other = change["with_store_of"]
+        generate(study.generate, str(out / "store.zarr"), progress=False)
+        generate(build(other, variants()[other], episodes, seeds).generate, str(out / "store-extra.zarr"), progress=False)
+        distill([str(out / "store.zarr"), str(out / "store-extra.zarr")], study.distill, out / "policy", progress=False)
         results = transfer_eval(replace(study.evaluate, policy=str(out / "policy")), out / "results", progress=False)
         policy_dir = out / "policy"
     else:

@@ -531,3 +531,30 @@ def test_batch_choice_needs_a_batch_oracle_store(toy, tmp_path):
     with pytest.raises(MetaalError, match="unknown choice"):
         distill(toy, small_config("gain", choice="best"), tmp_path / "pol", progress=False)
     assert not (tmp_path / "pol").exists()
+
+
+def test_per_class_count_context_is_the_same_transform_in_training_and_in_use(toy, tmp_path):
+    """--count-context per-class trains on log((1 + labelled) / classes) and the policy scores with the same
+    transform: the result equals a raw-count policy trained on contexts transformed by hand, and at use only
+    the ratio of the two counts matters."""
+    import dataclasses
+
+    lab, cls = features.CONTEXT_NAMES.index("log_labelled"), features.CONTEXT_NAMES.index("log_classes")
+    meta = distill(toy, small_config("gain", steps=60, count_context="per-class"), tmp_path / "per", progress=False)
+    assert meta["count_context"] == "per-class"
+    steps = dict(toy.steps, context=features.count_context(toy.steps["context"], "per-class"))
+    by_hand = distill(dataclasses.replace(toy, steps=steps), small_config("gain", steps=60), tmp_path / "hand", progress=False)
+    assert by_hand["count_context"] == "raw" and meta["training"]["curve"] == by_hand["training"]["curve"]
+    per, hand = load_policy(tmp_path / "per"), load_policy(tmp_path / "hand")
+    rng = np.random.default_rng(0)
+    x, ctx = rng.random((6, F)).astype(np.float32), rng.random(G).astype(np.float32)
+    np.testing.assert_allclose(per.score(x, ctx), hand.score(x, features.count_context(ctx, "per-class")), rtol=1e-6)
+    shifted = ctx.copy()
+    shifted[[lab, cls]] += 0.7  # ten times the labels on ten times the classes
+    np.testing.assert_allclose(per.score(x, shifted), per.score(x, ctx), rtol=1e-5, atol=1e-6)
+    shifted[cls] += 0.7
+    assert not np.allclose(per.score(x, shifted), per.score(x, ctx))
+    with pytest.raises(MetaalError, match="do not drop log_labelled"):
+        distill(toy, small_config("gain", count_context="per-class", drop_features=["log_labelled"]), tmp_path / "x")
+    with pytest.raises(MetaalError, match="unknown count context"):
+        distill(toy, small_config("gain", count_context="per-task"), tmp_path / "y")

@@ -77,6 +77,26 @@ def feature_columns(names) -> tuple[list[int], list[int]]:
             [CONTEXT_NAMES.index(n) for n in names if n in CONTEXT_NAMES])
 
 
+COUNT_CONTEXTS = ("raw", "per-class")
+
+
+def count_context(context: np.ndarray, mode: str) -> np.ndarray:
+    """The context with the label count as the policy sees it: "raw" as stored, or "per-class":
+    log((1 + labelled) / classes) in log_labelled's column and log_classes held at 0.
+
+    A 3-class source with 10 labels and a 10-class target with 33 share a per-class count, while
+    neither raw count generalises from sources with one class count to targets with another."""
+    if mode == "raw":
+        return context
+    if mode != "per-class":
+        raise MetaalError(f"unknown count context '{mode}' (choose from {', '.join(COUNT_CONTEXTS)})")
+    labelled, classes = CONTEXT_NAMES.index("log_labelled"), CONTEXT_NAMES.index("log_classes")
+    out = np.array(context, dtype=np.float32, copy=True)
+    out[..., labelled] = out[..., labelled] - out[..., classes]
+    out[..., classes] = 0.0
+    return out
+
+
 def schema() -> dict:
     return {"version": SCHEMA_VERSION, "features": list(FEATURE_NAMES), "context": list(CONTEXT_NAMES)}
 

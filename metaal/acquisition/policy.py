@@ -43,6 +43,7 @@ class Policy(Strategy):
         self.prefilter = prefilter  # if set: featurise only the smallest-margin candidates (prefilter_size)
         # features distillation held at 0 (DistillConfig.drop_features): zeroed here as well
         self._dropped = features.feature_columns(meta.get("dropped_features") or [])
+        self._count_context = str(meta.get("count_context") or "raw")  # DistillConfig.count_context
 
     @property
     def algorithm(self) -> str:
@@ -51,7 +52,7 @@ class Policy(Strategy):
     def score(self, feats: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Scores (n,) of n candidates' features (n, F) under context (G,); any n >= 1."""
         feats = np.nan_to_num(np.asarray(feats, np.float32))  # a copy: zeroing below leaves the caller's array alone
-        context = np.nan_to_num(np.asarray(context, np.float32))
+        context = features.count_context(np.nan_to_num(np.asarray(context, np.float32)), self._count_context)
         feats[:, self._dropped[0]] = 0.0
         context[..., self._dropped[1]] = 0.0
         x = torch.as_tensor(feats, device=self.device).unsqueeze(0)
