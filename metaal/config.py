@@ -32,6 +32,7 @@ _NUM = ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, b
 _BOOL = ("true or false", lambda v: isinstance(v, bool))
 _STR = ("a string", lambda v: isinstance(v, str))
 _STRS = ("a string or a list of strings", lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+_INTS = ("a list of integers", lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
@@ -43,6 +44,7 @@ KEY_TYPES = {
                      "address", "oracle", "target", "step_weight", "choice", "oracle_metric",
                      "count_context"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
+    "extra_initial": _INTS,
 }
 SECTION_KEY_TYPES = {("evaluate", "oracle"): _TABLE}  # the oracle strategy's options; elsewhere the oracle mode
 

@@ -47,7 +47,8 @@ def base_study():
     study = default_study()
     study.sources = ["synthetic", *REAL]
     study.generate = replace(study.generate, candidates=32, oracle={})
-    study.distill = replace(study.distill, target="loss")
+    study.distill = replace(study.distill, target="loss", drop_features=[], count_context="raw")
+    study.extra_initial = []  # `metaal run` also runs the sources from 3 labels since session 6 (with_store_of here)
     return study
 
 

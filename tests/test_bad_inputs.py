@@ -61,6 +61,9 @@ def base(tmp_path_factory):
     files["toml_types"] = text("types.toml", '[evaluate]\ntasks = "sklearn:iris"\nseeds = "three"\n[generate]\n'
                                              'candidates = [4, 8]\n[distill]\nlr = "fast"\n[run]\nworkers = 1.5\n')
     files["toml_ensemble"] = text("ensemble.toml", '[distill]\nensemble = "two"\n')
+    files["toml_extra_same"] = text("extra_same.toml", '[generate]\ninitial = 10\nextra_initial = [10]\n')
+    files["toml_extra_type"] = text("extra_type.toml", '[generate]\nextra_initial = "3"\n')
+    files["toml_count"] = text("count.toml", '[distill]\ncount_context = "per-class"\ndrop_features = ["log_labelled"]\n')
     files["toml_overlap"] = text("run_overlap.toml", '[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:iris"]\n')
     files["pool"] = npz("pool.npz", X=X)
     files["labels"] = text("labels.csv", "index,label\n0,a\n1,b\n2,a\n3,b\n")
@@ -206,6 +209,12 @@ CASES = [
     ("run-malformed-config", lambda f, o: ["run", "--quiet", "--config", f["toml_bad"], "--out", o], "not valid TOML"),
     ("run-unwritable-out", lambda f, o: ["run", "--quick", "--quiet", "--out", f["file"] / "study"], "cannot create run directory"),
     ("run-config-value-of-wrong-type", lambda f, o: ["run", "--quiet", "--config", f["toml_types"], "--out", o], "[run] workers must be an integer"),
+    ("run-extra-initial-equal-to-initial", lambda f, o: ["run", "--quiet", "--config", f["toml_extra_same"], "--out", o],
+     "extra_initial [10]: need distinct sizes"),
+    ("run-extra-initial-of-wrong-type", lambda f, o: ["run", "--quiet", "--config", f["toml_extra_type"], "--out", o],
+     "[generate] extra_initial must be a list of integers"),
+    ("run-per-class-count-with-log-labelled-dropped", lambda f, o: ["run", "--quiet", "--config", f["toml_count"], "--out", o],
+     "do not drop log_labelled"),
     ("run-threads-0", lambda f, o: ["run", "--quick", "--quiet", "--threads", "0", "--out", o], "--threads"),
     # select
     ("select-missing-data", lambda f, o: sel(f, "--data", f"npz:{f['root']}/absent.npz", "--out", o), "file not found"),

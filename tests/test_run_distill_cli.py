@@ -1,6 +1,7 @@
 """End to end: `metaal run --quick`, then the distill CLI and transfer-eval --policy on the same store."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,13 @@ def test_run_quick_leaves_every_stage_and_prints_the_table(quick_run):
     out, output = quick_run
     assert (out / "store.zarr").is_dir()
     assert (out / "policy" / "metaal-policy.json").is_file() and (out / "policy" / "scorer.pt").is_file()
+    # the sources run again from 3 labels into a second store, distilled with the first on per-class counts
+    from metaal.store import read_trajectories
+
+    meta = json.loads((out / "policy" / "metaal-policy.json").read_text())
+    assert [Path(s["path"]).name for s in meta["sources"]] == ["store.zarr", "store-initial-3.zarr"]
+    assert meta["count_context"] == "per-class" and meta["dropped_features"] == []
+    assert read_trajectories(out / "store-initial-3.zarr").attrs["config"]["loop"]["initial"] == 3
     for name in ("summary.json", "curves.csv", "report.md"):
         assert (out / "results" / name).is_file()
     assert "policy" in output and "mean rank" in output and "report:" in output
@@ -145,7 +153,7 @@ def test_shipped_configs_parse_and_the_embedded_default_is_the_default_study():
 
     root = Path(__file__).resolve().parents[1] / "scripts" / "configs"
     written, default = study_from_file(str(root / "embedded_default.toml")), default_study()
-    for part in ("sources", "targets", "workers", "generate", "distill", "evaluate"):
+    for part in ("sources", "targets", "workers", "generate", "distill", "evaluate", "extra_initial"):
         assert getattr(written, part) == getattr(default, part), part
     image = study_from_file(str(root / "image_study.toml"))
     assert image.generate.oracle == default.generate.oracle and not set(image.sources) & set(image.targets)
