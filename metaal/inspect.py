@@ -165,6 +165,8 @@ def describe_policy(path: str, trust_pickle: bool = False) -> str:
         f"  algorithm {meta.get('algorithm')}, K={meta.get('K')}, format v{meta.get('format_version')}",
         f"  schema v{schema.get('version')}: features {', '.join(schema.get('features', []))}",
         f"                context {', '.join(schema.get('context', []))}",
+        f"  inputs: label count {meta.get('count_context') or 'raw'}; held at 0: "
+        + (", ".join(meta.get("dropped_features") or []) or "none") + f"; batch built by {meta.get('choice') or 'items'}",
         "  hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in meta.get("hyperparameters", {}).items()),
         "  training: " + ", ".join(f"{k}={_fmt(v)}" for k, v in training.items() if not isinstance(v, list | dict)),
     ]

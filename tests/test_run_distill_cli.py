@@ -69,6 +69,9 @@ def test_distill_cli_inspect_and_policy_in_transfer_eval(quick_run, tmp_path):
     assert set(meta["validation"]["policy"]) == {"agreement", "topb_overlap", "regret"}
     r = CliRunner().invoke(cli, ["inspect", str(pol)])
     assert r.exit_code == 0 and "algorithm gain" in r.output and "agreement" in r.output
+    assert "inputs: label count raw; held at 0: none; batch built by items" in r.output
+    r = CliRunner().invoke(cli, ["inspect", str(out / "policy")])  # metaal run's policy
+    assert "inputs: label count per-class; held at 0: none; batch built by items" in r.output, r.output
     # the learned policy plugs into the strategy interface, on a user's image npz
     rng = np.random.default_rng(0)
     X = (rng.random((260, 1, 28, 28)) * 255).astype(np.uint8)
