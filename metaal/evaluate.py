@@ -199,10 +199,21 @@ def _run_and_save(config: EvalConfig, out: Path, task, spec: str, name: str, see
         "final_accuracy": result.final_accuracy,
         "labels": result.labels,
         "accuracy": result.accuracy,
+        # the items each round queried (row ids of the task's data, in the order chosen): which items two
+        # strategies share, or what a policy picked, can be studied without rerunning anything
+        "queried": _by_round(result.selected, config.loop.rounds()),
         "identity": run_identity(config, spec, name, seed),
     }
     atomic_write_json(run_path(out, spec, name, seed), run)
     return run
+
+
+def _by_round(selected: list[int], sizes: list[int]) -> list[list[int]]:
+    out, start = [], 0
+    for size in sizes:
+        out.append(selected[start:start + size])
+        start += size
+    return out
 
 
 def _ray_run(config: EvalConfig, out: str, spec: str, name: str, seed: int, threads: int) -> dict:

@@ -28,6 +28,20 @@ def test_transfer_eval_writes_every_file_and_resumes(tmp_path):
     run = res["runs"][0]
     assert run["labels"] == [6, 12, 18] and len(run["accuracy"]) == 3
     assert run["aulc"] == pytest.approx(np.mean(run["accuracy"]))
+    # every run records the items it queried, round by round: margin's first round is margin's pick
+    # from the paired start, and no item is queried twice or taken from the initial set
+    from metaal.acquisition import get_strategy
+    from metaal.learners import LearnerConfig
+    from metaal.loop import LoopConfig, initial_labelled, new_state
+    from metaal.tasks import load_task
+
+    margin = next(r for r in res["runs"] if r["strategy"] == "margin" and r["seed"] == 1)
+    state = new_state(load_task("sklearn:iris", 1), LearnerConfig(steps=15), LoopConfig(6, 12, 6), seed=1, device="cpu")
+    assert margin["queried"][0] == [int(i) for i in get_strategy("margin").select(state, 6)]
+    for r in res["runs"]:
+        flat = [i for rnd in r["queried"] for i in rnd]
+        initial = initial_labelled(load_task("sklearn:iris", r["seed"]), 6, r["seed"]).tolist()
+        assert [len(q) for q in r["queried"]] == [6, 6] and len(set(flat)) == 12 and not set(flat) & set(initial)
     # paired: every strategy has the same round-0 accuracy for a seed
     for seed in (0, 1):
         firsts = {r["accuracy"][0] for r in res["runs"] if r["seed"] == seed}
