@@ -128,7 +128,8 @@ class DistillConfig:
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
-        features.count_context(np.zeros(len(features.CONTEXT_NAMES), np.float32), self.count_context)  # unknown modes too
+        if self.count_context not in features.COUNT_CONTEXTS:
+            raise MetaalError(f"unknown count context '{self.count_context}' (choose from {', '.join(features.COUNT_CONTEXTS)})")
         if self.count_context == "per-class" and "log_labelled" in self.drop_features:
             raise MetaalError("count_context 'per-class' puts the per-class count in log_labelled's column: "
                               "do not drop log_labelled as well")

@@ -48,7 +48,7 @@ def base_study():
     study.sources = ["synthetic", *REAL]
     study.generate = replace(study.generate, candidates=32, oracle={})
     study.distill = replace(study.distill, target="loss", drop_features=[], count_context="raw")
-    study.extra_initial = []  # `metaal run` also runs the sources from 3 labels since session 6 (with_store_of here)
+    study.extra_initial = []  # `metaal run` also runs the sources from 3 labels since session 6 (a variant key here)
     return study
 
 
@@ -68,6 +68,11 @@ def _no_count(sources=REAL, generate=None, distill=None, margin_pool: int = 5) -
     extra = dict(distill or {})
     return _batch(sources=sources, oracle={"margin_pool": margin_pool}, generate=generate,
                   distill={"drop_features": [*DROPPED_CONTEXT, *extra.pop("drop_features", [])], **extra})
+
+
+def _per_class(**change) -> dict:
+    """The session-6 distillation: margin_pool 5, the per-class label count, nothing held at 0."""
+    return {**_batch(oracle={"margin_pool": 5}, distill={"count_context": "per-class", "drop_features": []}), **change}
 
 
 def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
@@ -168,15 +173,11 @@ def variants() -> dict[str, dict]:
         **_distill_seeds("margin-pool-5-no-count-context-with-10-class-synthetic",
                          _no_count(sources=[*REAL, "synthetic:classes=10,sep=2.5"], generate={"episodes": 36})),
         # the label count per class (distill --count-context per-class: log((1 + labelled) / classes)) instead of
-        # no count at all; with_store_of: the store of the initial-3 variant distilled together with this one, so
-        # that the sources span one to twenty labels per class (digits starts at one)
-        **_distill_seeds("margin-pool-5-per-class-count", _batch(oracle={"margin_pool": 5},
-                                                                distill={"count_context": "per-class", "drop_features": []})),
-        **_distill_seeds("margin-pool-5-no-count-context-with-initial-3-episodes",
-                         {**_no_count(), "with_store_of": "margin-pool-5-no-count-context-initial-3"}),
-        **_distill_seeds("margin-pool-5-per-class-count-with-initial-3-episodes",
-                         {**_batch(oracle={"margin_pool": 5}, distill={"count_context": "per-class", "drop_features": []}),
-                          "with_store_of": "margin-pool-5-no-count-context-initial-3"}),
+        # no count at all; extra_initial: the same episodes also from 3 labels into a second store distilled with
+        # the first (metaal.run.Study.extra_initial), so that the sources span one to twenty labels per class
+        **_distill_seeds("margin-pool-5-per-class-count", _per_class()),
+        **_distill_seeds("margin-pool-5-no-count-context-with-initial-3-episodes", {**_no_count(), "extra_initial": [3]}),
+        **_distill_seeds("margin-pool-5-per-class-count-with-initial-3-episodes", _per_class(extra_initial=[3])),
     }
 
 
@@ -196,6 +197,7 @@ def build(name: str, change: dict, episodes: int | None, seeds: int, targets=TUN
     if episodes and "episodes" not in gen:
         study.generate = replace(study.generate, episodes=episodes)
     study.distill = replace(study.distill, **change.get("distill", {}))
+    study.extra_initial = list(change.get("extra_initial", study.extra_initial))
     study.evaluate = EvalConfig(tasks=list(targets), strategies=list(STRATEGIES), seeds=seeds,
                                 loop=LoopConfig(10, 100, 10), learner=study.evaluate.learner,
                                 **{"policy_shortlist": 0, **change.get("evaluate", {})})  # variants differ from one plain base
@@ -246,18 +248,6 @@ def run_variant(args) -> dict:
         distill([str(out / "iter0" / "store.zarr"), str(out / "store1.zarr")], study.distill, out / "policy", progress=False)
         from metaal.evaluate import transfer_eval
 
-        results = transfer_eval(replace(study.evaluate, policy=str(out / "policy")), out / "results", progress=False)
-        policy_dir = out / "policy"
-    elif change.get("with_store_of"):
-        # this variant's store and another variant's (generated here if missing), distilled together
-        from metaal.distill import distill
-        from metaal.evaluate import transfer_eval
-        from metaal.generate import generate
-
-        other = change["with_store_of"]
-        generate(study.generate, str(out / "store.zarr"), progress=False)
-        generate(build(other, variants()[other], episodes, seeds).generate, str(out / "store-extra.zarr"), progress=False)
-        distill([str(out / "store.zarr"), str(out / "store-extra.zarr")], study.distill, out / "policy", progress=False)
         results = transfer_eval(replace(study.evaluate, policy=str(out / "policy")), out / "results", progress=False)
         policy_dir = out / "policy"
     else:

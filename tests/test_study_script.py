@@ -118,3 +118,15 @@ def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study
     text = path.read_text()
     assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in text  # the first table is unchanged
     assert "## Paired against the default on the many-class set" in text and "| x | 2 | 2 | 0.4150 | +0.1000 [" in text
+
+
+def test_the_session_6_row_is_what_metaal_run_runs(study):
+    """The variant the default was chosen from builds to `metaal run`'s own generate, distill and extra
+    stores (run through the same run_study), so its table rows describe the shipped default."""
+    from metaal.run import default_study
+
+    built = study.build("v", study.variants()["margin-pool-5-per-class-count-with-initial-3-episodes"], None, 3)
+    default = default_study()
+    assert (built.sources, built.generate, built.distill, built.extra_initial) == (
+        default.sources, default.generate, default.distill, default.extra_initial)
+    assert study.base_study().extra_initial == []  # every other row runs one store

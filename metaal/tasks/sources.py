@@ -81,9 +81,10 @@ def synthetic_parameters(params: str, instance_seed: int) -> dict:
         raise MetaalError("synthetic: need 0 <= imbalance < 1 and 0 <= noise < 0.5")
     if resolved["n"] < 10 * resolved["classes"]:
         raise MetaalError(f"synthetic: n={resolved['n']} is too small for {resolved['classes']} classes")
-    if _informative_features(resolved) > resolved["dim"]:
-        raise MetaalError(f"synthetic: {resolved['classes']} classes need at least "
-                          f"{_informative_features(resolved)} features (log2 of the class count), dim={resolved['dim']}")
+    informative = _informative_features(resolved)
+    if informative > resolved["dim"]:
+        raise MetaalError(f"synthetic: {resolved['classes']} classes need at least {informative} features "
+                          f"(log2 of the class count), dim={resolved['dim']}")
     return resolved
 
 
