@@ -563,3 +563,21 @@ def test_empty_task_list_is_an_error():
 def test_error_messages_are_single_line_even_from_multiline_causes():
     err = MetaalError("first line\n  second line")
     assert str(err) == "first line second line"
+
+
+def test_synthetic_spikes_add_near_constant_features_and_leave_other_specs_alone():
+    """spikes=k appends k features that are 0 except in about 2% of the items (digits' corner pixels after
+    standardisation); left out, nothing changes: a bare spec and spikes=0 give the same spec and arrays."""
+    plain = load_dataset("synthetic:seed=11,n=2000", instance_seed=0)
+    zero = load_dataset("synthetic:seed=11,n=2000,spikes=0", instance_seed=0)
+    assert plain.spec == zero.spec and "spikes" not in plain.spec and np.array_equal(plain.X, zero.X)
+    spiky = load_dataset("synthetic:seed=11,n=2000,spikes=5", instance_seed=0)
+    d = plain.X.shape[1]
+    assert spiky.X.shape == (2000, d + 5) and "spikes=5" in spiky.spec
+    assert np.array_equal(spiky.X[:, :d], plain.X) and np.array_equal(spiky.y, plain.y)
+    share = (spiky.X[:, d:] != 0).mean(axis=0)
+    assert ((share > 0.005) & (share < 0.04)).all()
+    with pytest.raises(MetaalError, match="spikes must be at least 0"):
+        load_dataset("synthetic:spikes=-1")
+    with pytest.raises(MetaalError, match="keys: seed, .*spikes"):
+        load_dataset("synthetic:spike=3")

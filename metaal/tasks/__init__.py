@@ -8,6 +8,7 @@ from metaal.errors import MetaalError
 from metaal.tasks.dataset import Dataset, SplitConfig, Task, make_task, validate_arrays
 from metaal.tasks.sources import (
     SKLEARN_SETS,
+    SYNTHETIC_KEYS,
     SYNTHETIC_PARAMS,
     TORCHVISION_SETS,
     load_csv,
@@ -20,6 +21,7 @@ from metaal.tasks.sources import (
 __all__ = [
     "CATALOGUE",
     "SKLEARN_SETS",
+    "SYNTHETIC_KEYS",
     "SYNTHETIC_PARAMS",
     "TORCHVISION_SETS",
     "Dataset",
@@ -42,7 +44,7 @@ CATALOGUE = [
     {"spec": "sklearn:iris", "kind": "tabular, 4 features", "classes": 3, "samples": 150,
      "source": "scikit-learn (Fisher's iris)", "licence": "CC BY 4.0"},
     {"spec": "synthetic[:k=v,...]", "kind": "tabular, generated", "classes": "2-6",
-     "samples": "600-1500", "source": "seeded generator (keys: seed, " + ", ".join(SYNTHETIC_PARAMS) + ")",
+     "samples": "600-1500", "source": "seeded generator (keys: seed, " + ", ".join(SYNTHETIC_KEYS) + ")",
      "licence": "generated"},
     {"spec": "torchvision:mnist", "kind": "image 1x28x28", "classes": 10, "samples": 70000,
      "source": "local root (--data-root), --download to fetch", "licence": "CC BY-SA 3.0"},

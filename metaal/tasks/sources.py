@@ -39,6 +39,15 @@ SYNTHETIC_PARAMS = {
     "noise": (float, 0.0, 0.1, "share of labels flipped at random"),
     "n": (int, 600, 1500, "number of samples"),
 }
+# Options a bare `synthetic` leaves at their default (never drawn, so every earlier spec keeps its data).
+SYNTHETIC_OPTIONS = {
+    # name: (type, default, meaning)
+    "spikes": (int, 0, "extra near-constant features: 0 except in 2% of the items, unrelated to the label"),
+}
+# Why spikes: per-feature standardisation turns a near-constant feature's rare values into far outliers, as
+# it does digits' corner pixels; distance-seeking heuristics (coreset, BALD) then chase them and lose to random.
+SPIKE_RATE = 0.02
+SYNTHETIC_KEYS = (*SYNTHETIC_PARAMS, *SYNTHETIC_OPTIONS)
 
 
 def parse_synthetic(params: str) -> dict:
@@ -48,14 +57,14 @@ def parse_synthetic(params: str) -> dict:
         return out
     for item in params.split(","):
         if "=" not in item:
-            raise MetaalError(f"synthetic: expected key=value, got '{item}' (keys: seed, {', '.join(SYNTHETIC_PARAMS)})")
+            raise MetaalError(f"synthetic: expected key=value, got '{item}' (keys: seed, {', '.join(SYNTHETIC_KEYS)})")
         key, value = (s.strip() for s in item.split("=", 1))
         if key == "seed":
             typ = int
-        elif key in SYNTHETIC_PARAMS:
-            typ = SYNTHETIC_PARAMS[key][0]
+        elif key in SYNTHETIC_PARAMS or key in SYNTHETIC_OPTIONS:
+            typ = (SYNTHETIC_PARAMS.get(key) or SYNTHETIC_OPTIONS[key])[0]
         else:
-            raise MetaalError(f"synthetic: unknown parameter '{key}' (keys: seed, {', '.join(SYNTHETIC_PARAMS)})")
+            raise MetaalError(f"synthetic: unknown parameter '{key}' (keys: seed, {', '.join(SYNTHETIC_KEYS)})")
         try:
             out[key] = typ(value)
         except ValueError:
@@ -72,7 +81,12 @@ def synthetic_parameters(params: str, instance_seed: int) -> dict:
     for key, (typ, lo, hi, _) in SYNTHETIC_PARAMS.items():
         drawn = int(rng.integers(lo, hi + 1)) if typ is int else float(rng.uniform(lo, hi))
         resolved[key] = fixed.get(key, drawn)
+    for key, (_, default, _) in SYNTHETIC_OPTIONS.items():
+        if fixed.get(key, default) != default:  # left out of the spec at its default: earlier specs read the same
+            resolved[key] = fixed[key]
     resolved["seed"] = int(draw_seed)
+    if resolved.get("spikes", 0) < 0:
+        raise MetaalError("synthetic: spikes must be at least 0")
     if resolved["classes"] < 2:
         raise MetaalError("synthetic: classes must be at least 2")
     if resolved["dim"] < 2:
@@ -115,6 +129,10 @@ def load_synthetic(params: str, instance_seed: int) -> Dataset:
         class_sep=p["sep"],
         random_state=p["seed"],
     )
+    if p.get("spikes"):
+        rng = np.random.default_rng([p["seed"], 0x5B1C])
+        on = rng.random((p["n"], p["spikes"])) < SPIKE_RATE
+        X = np.hstack([X, np.where(on, rng.uniform(0.5, 1.5, on.shape), 0.0)])
     spec = "synthetic:" + ",".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
     ds = validate_arrays(spec, X, y)
     return Dataset(ds.spec, ds.X, ds.y, ds.class_names, info={"parameters": p})
