@@ -22,7 +22,8 @@ def study():
 def test_every_variant_builds_a_valid_study_on_every_tuning_set(study):
     from metaal.run import DEFAULT_TARGETS
 
-    sets = [study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS, study.MANY_CLASS_TUNING_TARGETS]
+    sets = [study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS, study.MANY_CLASS_TUNING_TARGETS,
+            study.SPIKY_TUNING_TARGETS]
     assert sum(map(len, sets)) == len(set().union(*sets))  # disjoint
     assert not set(DEFAULT_TARGETS) & set().union(*sets)
     assert [t for _, (t, _) in study.EXTRA_SETS.items()] == sets[1:]
@@ -118,6 +119,28 @@ def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study
     text = path.read_text()
     assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in text  # the first table is unchanged
     assert "## Paired against the default on the many-class set" in text and "| x | 2 | 2 | 0.4150 | +0.1000 [" in text
+
+
+def test_spiky_cells_are_paired_against_the_session_6_default_in_their_own_table(study, tmp_path):
+    """Levers tried after the session-6 default are paired against it, set by set; earlier groups are not listed."""
+    ref, new = study.SESSION_6_DEFAULT, "per-class-initial-3-with-spiky-synthetic"
+    spiky, plain = study.SPIKY_TUNING_TARGETS[0], study.TUNING_TARGETS[0]
+
+    def row(name, spiky_aulc, plain_aulc):
+        cells = {"policy": {f"{spiky}|0": spiky_aulc, f"{spiky}|1": spiky_aulc + 0.01, f"{plain}|0": plain_aulc,
+                            f"{plain}|1": plain_aulc},
+                 "margin": {f"{spiky}|0": 0.5, f"{spiky}|1": 0.5, f"{plain}|0": 0.6, f"{plain}|1": 0.6}}
+        return {"variant": name, "policy": 0.6, "random": 0.5, "best_heuristic": "margin 0.6", "policy_minus_best": 0.0,
+                "mean_rank": 2.0, "beats_random": "4/4", "val_agreement": None, "val_regret": None, "cells": cells}
+
+    rows = [row(study.REFERENCE_GROUP, 0.1, 0.6), row(ref, 0.40, 0.61), row(new, 0.45, 0.62)]
+    path = tmp_path / "results.md"
+    study.write_markdown(rows, path, 3)
+    text = path.read_text()
+    table = text.split("## Paired against the session-6 default on the spiky set")[1]
+    assert f"| {new} | 1 | 2 | 0.4550 | +0.0500 [" in table and study.REFERENCE_GROUP not in table
+    two_sets = text.split("## Paired against the session-6 default\n")[1].split("##")[0]
+    assert f"| {new} | 1 | 2 | 0.6200 | +0.0100 [" in two_sets  # the spiky cells stay out of the other sets' table
 
 
 def test_the_session_6_row_is_what_metaal_run_runs(study):
