@@ -105,7 +105,7 @@ def test_paired_table_groups_distillation_seeds_and_pairs_by_task_and_seed(study
     assert "## Paired against the default" in path.read_text()
     assert "| x | 2 | 4 | 0.6800 | +0.0200 [" in path.read_text()
     assert study.paired_groups(rows[2:]) == []  # without the reference group there is nothing to pair against
-    assert "on the many-class set" not in path.read_text()
+    assert "## Paired against the default on the many-class set" not in path.read_text()
 
     # cells on the many-class set are paired in their own table, never mixed into the first one
     many = study.MANY_CLASS_TUNING_TARGETS[0]
