@@ -205,6 +205,11 @@ def variants() -> dict[str, dict]:
         **_distill_seeds("per-class-initial-3-batch-choice", _session_6({"choice": "batch"})),
         **_distill_seeds("per-class-initial-3-no-distance-features",
                          _session_6({"drop_features": ["dist_labelled", "density", "dist_rank"]})),
+        # replaying the spiky set's ten-class runs, 88% / 70% / 58% of the policy's picks in rounds 1-3 / 4-6 / 7-10
+        # lie in coreset's batch against 45% / 35% / 33% of the oracle's: without the in_coreset flag and the
+        # distance features the policy cannot tell coreset's items from the others
+        **_distill_seeds("per-class-initial-3-no-coreset-signals",
+                         _session_6({"drop_features": ["in_coreset", "dist_labelled", "density", "dist_rank"]})),
         # ten-class synthetic sources (a third of 36 episodes) under the session-6 default: with the label count per
         # class the policy can place a ten-class state among the three-class ones, which session 6's no-count
         # version of this lever could not; the spiky set's gap lies on its two ten-class tasks
