@@ -153,3 +153,10 @@ def test_the_session_6_row_is_what_metaal_run_runs(study):
     assert (built.sources, built.generate, built.distill, built.extra_initial) == (
         default.sources, default.generate, default.distill, default.extra_initial)
     assert study.base_study().extra_initial == []  # every other row runs one store
+
+
+def test_the_spiky_oracle_config_evaluates_the_spiky_set(study):
+    import tomllib
+
+    config = tomllib.loads((SCRIPT.parent / "configs" / "spiky_set_oracle.toml").read_text())["evaluate"]
+    assert config["tasks"] == study.SPIKY_TUNING_TARGETS and config["oracle"] == {"mode": "batch", "margin_pool": 5}
