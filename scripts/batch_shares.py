@@ -43,10 +43,10 @@ def batch_shares(results: str | Path, strategy: str, tasks: list[str], seeds: li
             state = new_state(task, learner, loop, seed=seed, device="cpu")
             for r, picked in enumerate(run["queried"], start=1):
                 phase = next(name for lo, hi, name in PHASES if lo <= r <= hi)
-                n = len(picked)
+                chosen, n = set(picked), len(picked)
                 batches = heuristic_batches(state, n, uncertain_pool(state, n, margin_pool, state.unlabelled))
                 for name, batch in batches.items():
-                    inside[phase][name] += len(set(picked) & set(np.asarray(batch).tolist()))
+                    inside[phase][name] += len(chosen.intersection(np.asarray(batch).tolist()))
                 total[phase] += n
                 state.round = r
                 state.add_labels(np.asarray(picked, dtype=np.int64))

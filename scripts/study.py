@@ -81,10 +81,15 @@ def _per_class(**change) -> dict:
     return {**_batch(oracle={"margin_pool": 5}, distill={"count_context": "per-class", "drop_features": []}), **change}
 
 
-def _session_6(distill=None) -> dict:
-    """The session-6 default (per-class count, initial-3 store beside the default one) with distillation changes."""
+def _session_6(distill=None, sources=None, episodes=None) -> dict:
+    """The session-6 default (per-class count, initial-3 store beside the default one) with distillation changes,
+    or other sources run for ``episodes`` episodes."""
     change = _per_class(extra_initial=[3])
     change["distill"] = {**change["distill"], **(distill or {})}
+    if sources is not None:
+        change["sources"] = sources
+    if episodes is not None:
+        change["generate"] = {**change["generate"], "episodes": episodes}
     return change
 
 
@@ -195,9 +200,7 @@ def variants() -> dict[str, dict]:
         # values become far outliers after standardisation, which coreset picks), a third of 36 episodes beside
         # wine and iris; three classes, so that the initial-3 store starts from one label per class as digits does
         **_distill_seeds("per-class-initial-3-with-spiky-synthetic",
-                         _per_class(extra_initial=[3], sources=[*REAL, "synthetic:classes=3,sep=2.5,spikes=6"],
-                                    generate={"candidates": 60, "oracle": {"mode": "batch", "margin_pool": 5},
-                                              "episodes": 36})),
+                         _session_6(sources=[*REAL, "synthetic:classes=3,sep=2.5,spikes=6"], episodes=36)),
         # distillation only, on the session-6 default's two stores: taking one heuristic batch whole by the mean
         # score (the expert's own action: no item-by-item spreading that reaches for outliers), and no distance
         # features at all (dist_labelled, density, dist_rank: the policy cannot prefer far items except through
@@ -214,9 +217,7 @@ def variants() -> dict[str, dict]:
         # class the policy can place a ten-class state among the three-class ones, which session 6's no-count
         # version of this lever could not; the spiky set's gap lies on its two ten-class tasks
         **_distill_seeds("per-class-initial-3-with-10-class-synthetic",
-                         _per_class(extra_initial=[3], sources=[*REAL, "synthetic:classes=10,sep=2.5"],
-                                    generate={"candidates": 60, "oracle": {"mode": "batch", "margin_pool": 5},
-                                              "episodes": 36})),
+                         _session_6(sources=[*REAL, "synthetic:classes=10,sep=2.5"], episodes=36)),
     }
 
 
