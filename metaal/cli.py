@@ -129,8 +129,8 @@ def _learner_config(p: dict):
 
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
-             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist", "oracle",
-             "backend", "address", "gpus_per_run"}
+             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist",
+             "policy_margin_prior", "oracle", "backend", "address", "gpus_per_run"}
 
 
 @cli.command("transfer-eval")
@@ -142,6 +142,9 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--policy-shortlist", type=int, default=0, show_default=True,
               help="Policy batches: top N x query-size items by score, then farthest-point among them (0: one by one by score, "
                    "as `metaal run`).")
+@click.option("--policy-margin-prior", type=float, default=0.0, show_default=True,
+              help="Add this to the policy's score of every item in margin's batch (gain scores are rank percentiles "
+                   "0..1): the policy leaves margin's picks only where it is that much surer (0: the plain policy).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
@@ -192,6 +195,7 @@ def transfer_eval(ctx, **p):
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
         policy_shortlist=p["policy_shortlist"],
+        policy_margin_prior=p["policy_margin_prior"],
         trust_pickle=p["trust_pickle"],
         oracle=dict(p.get("oracle") or {}),
     )

@@ -48,6 +48,8 @@ class EvalConfig:
     # with 3 and 2, against 0.6375 without; docs/results.md), which choose among the heuristics' own
     # batches: 0, as `metaal run` uses.
     policy_shortlist: int = 0
+    # Added to the policy's score of every item in margin's own batch (Policy.choice_scores): 0 is the plain policy.
+    policy_margin_prior: float = 0.0
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
     def to_dict(self) -> dict:
@@ -68,7 +70,8 @@ def _make_strategy(name: str, config: EvalConfig, device):
         if not config.policy:
             raise MetaalError("strategy 'policy' needs --policy DIR")
         return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates,
-                            shortlist=config.policy_shortlist or None, trust_pickle=config.trust_pickle)
+                            shortlist=config.policy_shortlist or None, trust_pickle=config.trust_pickle,
+                            margin_prior=config.policy_margin_prior)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
     return get_strategy(name)
@@ -87,7 +90,9 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
         "loop": asdict(config.loop),
         "learner": asdict(config.learner),
         "split": asdict(config.split),
-        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, config.policy_shortlist]
+        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, config.policy_shortlist,
+                   # only when set: runs without a prior keep the identity they had before the option existed
+                   *([float(config.policy_margin_prior)] if config.policy_margin_prior else [])]
         if strategy == "policy"
         else None,
         "oracle": config.oracle if strategy == "oracle" else None,
@@ -123,6 +128,12 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
         raise MetaalError(f"--policy-shortlist must be 0 or more, got {config.policy_shortlist}")
     if config.policy_candidates is not None and config.policy_candidates < 1:
         raise MetaalError(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
+    if config.policy_margin_prior:  # a prior the policy cannot use is an error now, not in the first policy run
+        from metaal.acquisition.policy import check_margin_prior
+
+        check_margin_prior(config.policy_margin_prior, "batches")
+        if config.policy:
+            _make_strategy("policy", config, "cpu")
     if config.seeds < 1:
         raise MetaalError(f"--seeds must be at least 1, got {config.seeds}")
     check_backend_options(backend, address, gpus_per_run, gpus_option="--gpus-per-run")

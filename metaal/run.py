@@ -92,7 +92,7 @@ _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracl
              "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
-              "label_column", "oracle", "policy_candidates", "policy_shortlist"}
+              "label_column", "oracle", "policy_candidates", "policy_shortlist", "policy_margin_prior"}
 
 
 def study_from_file(path: str | None, quick: bool = False) -> Study:
@@ -128,7 +128,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         loop=_loop(ev.loop, e),
         learner=_learner(ev.learner, e),
         **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle",
-                             "policy_candidates", "policy_shortlist") if k in e},
+                             "policy_candidates", "policy_shortlist", "policy_margin_prior") if k in e},
     )
     study.extra_initial = [int(n) for n in g.get("extra_initial", study.extra_initial)]
     study.distill = replace(study.distill, **d)

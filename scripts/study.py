@@ -42,6 +42,7 @@ EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY
               "spiky": (SPIKY_TUNING_TARGETS, "results-spiky")}
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
+MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
 
 
@@ -218,6 +219,13 @@ def variants() -> dict[str, dict]:
         # version of this lever could not; the spiky set's gap lies on its two ten-class tasks
         **_distill_seeds("per-class-initial-3-with-10-class-synthetic",
                          _session_6(sources=[*REAL, "synthetic:classes=10,sep=2.5"], episodes=36)),
+        # session 8, deployment only (the session-6 default's stores and policies): a prior towards margin's own batch
+        # (transfer-eval --policy-margin-prior W adds W to the rank-percentile score of its items).  Late on the spiky
+        # set the oracle's winning batches spread evenly over the heuristics: a choice the features may not predict,
+        # where imitating it learns noise and margin is at least consistent
+        **{name: change for w in MARGIN_PRIORS
+           for name, change in _distill_seeds(f"per-class-initial-3-margin-prior-{w}",
+                                              {**_session_6(), "evaluate": {"policy_margin_prior": w}}).items()},
     }
 
 

@@ -288,3 +288,42 @@ def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
     scores = [float(x["score"]) for x in rows]
     assert len(rows) == 3 and scores == sorted(scores, reverse=True)  # one batch, its best item first
     assert not set(int(x["index"]) for x in rows) & set(labelled.tolist())
+
+
+def test_margin_prior_moves_the_policy_to_margins_batch_by_its_weight(tmp_path):
+    import json
+
+    from metaal.acquisition import get_strategy
+    from metaal.acquisition.features import FEATURE_NAMES, FeatureExtractor
+    from metaal.acquisition.policy import load_policy
+    from metaal.evaluate import EvalConfig, run_identity
+
+    out = tmp_path / "b.zarr"
+    assert generate_batch(out, "--seed", "4").exit_code == 0
+    r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "20", "--val-fraction", "0", "--out", str(tmp_path / "pol"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    plain, zero = load_policy(tmp_path / "pol"), load_policy(tmp_path / "pol", margin_prior=0.0)
+    strong, some = load_policy(tmp_path / "pol", margin_prior=2.0), load_policy(tmp_path / "pol", margin_prior=0.05)
+    for seed in range(4):
+        state = new_state(load_task("sklearn:iris", seed), LEARNER, LoopConfig(initial=6, budget=9, query_size=3),
+                          seed=seed, device="cpu")
+        margin = set(get_strategy("margin").select(state, 3).tolist())
+        assert plain.select(state, 3).tolist() == zero.select(state, 3).tolist()
+        assert set(strong.select(state, 3).tolist()) == margin  # the prior outweighs any rank-percentile score
+        fe = FeatureExtractor(state, state.unlabelled[:20], batches=heuristic_batches(state, 3))
+        feats, ctx = fe.features(batch_size=3)
+        in_margin = feats[:, FEATURE_NAMES.index("in_margin")]
+        assert np.allclose(some.choice_scores(feats, ctx) - plain.score(feats, ctx), 0.05 * in_margin)
+    with pytest.raises(MetaalError, match="0 or more"):
+        load_policy(tmp_path / "pol", margin_prior=-1)
+    # transfer-eval: the option reaches the policy's runs, and only a prior that is set changes their identity
+    args = ["transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin", "--policy", str(tmp_path / "pol"), "--seeds", "1",
+            "--initial", "6", "--budget", "6", "--query-size", "3", "--epochs-steps", "15", "--quiet"]
+    r = CliRunner().invoke(cli, [*args, "--policy-margin-prior", "2", "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    runs = {s: json.loads((tmp_path / "ev" / "runs" / "sklearn_iris" / f"{s}__seed0.json").read_text()) for s in ("margin", "policy")}
+    assert set(runs["policy"]["queried"][0]) == set(runs["margin"]["queried"][0])
+    cfg = EvalConfig(tasks=["sklearn:iris"], strategies=["margin"], policy=str(tmp_path / "pol"))
+    ident = run_identity(cfg, "sklearn:iris", "policy", 0)
+    assert ident == run_identity(EvalConfig(**{**cfg.__dict__, "policy_margin_prior": 0.0}), "sklearn:iris", "policy", 0)
+    assert ident != run_identity(EvalConfig(**{**cfg.__dict__, "policy_margin_prior": 0.2}), "sklearn:iris", "policy", 0)

@@ -110,6 +110,17 @@ def test_run_rejects_overlapping_sources_and_targets(tmp_path):
     assert r.exit_code == 2 and "overlap" in r.output
 
 
+def test_run_config_sets_the_policy_margin_prior_and_checks_its_type(tmp_path):
+    from metaal.run import study_from_file
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[evaluate]\npolicy_margin_prior = 0.3\n")
+    assert study_from_file(str(cfg)).evaluate.policy_margin_prior == 0.3
+    cfg.write_text('[evaluate]\npolicy-margin-prior = "strong"\n')
+    r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "policy-margin-prior must be a number" in r.output, r.output
+
+
 def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
     import shutil
 

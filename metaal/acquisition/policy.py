@@ -32,7 +32,7 @@ class Policy(Strategy):
 
     def __init__(self, scorer: torch.nn.Module, meta: dict, path: str | Path | None = None, device: str = "cpu",
                  max_candidates: int | None = None, trust_pickle: bool = False, shortlist: int | None = None,
-                 prefilter: int | None = None):
+                 prefilter: int | None = None, margin_prior: float = 0.0):
         self.scorer = scorer.to(device).eval()
         self.meta = meta
         self.path = None if path is None else Path(path)
@@ -41,6 +41,7 @@ class Policy(Strategy):
         self.trust_pickle = trust_pickle
         self.shortlist = shortlist  # if set: top shortlist*n by score, then farthest-point among them
         self.prefilter = prefilter  # if set: featurise only the smallest-margin candidates (prefilter_size)
+        self.margin_prior = check_margin_prior(margin_prior, self.proposals)
         # features distillation held at 0 (DistillConfig.drop_features): zeroed here as well
         self._dropped = features.feature_columns(meta.get("dropped_features") or [])
         self._count_context = str(meta.get("count_context") or "raw")  # DistillConfig.count_context
@@ -59,6 +60,20 @@ class Policy(Strategy):
         c = torch.as_tensor(context, device=self.device).reshape(1, -1)
         with torch.no_grad():
             return self.scorer(x, c)[0].cpu().numpy().astype(np.float64)
+
+    def choice_scores(self, feats: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """The scores picks are made by: ``score`` plus ``margin_prior`` for every item of margin's own batch.
+
+        A gain scorer (``metaal run``'s) predicts each candidate's rank percentile (0 worst .. 1 best) among
+        the heuristics' batches, so the prior is in those units: an item outside margin's batch is picked over
+        one inside only where the policy ranks it more than ``margin_prior`` higher.  0 is the plain policy;
+        from about 1 on the picks are margin's.  Why: where the expert's choice cannot be told from the features, imitating it learns
+        noise, and margin is at least consistent; the prior keeps the policy's choice where it is sure.
+        """
+        s = self.score(feats, context)
+        if self.margin_prior:
+            s = s + self.margin_prior * (np.asarray(feats)[:, _IN_MARGIN] > 0.5)
+        return s
 
     @property
     def margin_pool(self) -> int:
@@ -108,7 +123,7 @@ class Policy(Strategy):
         """
         if self.choice == "batch":
             feats, ctx = fe.features(batch_size=n)
-            s = self.score(feats, ctx)
+            s = self.choice_scores(feats, ctx)
             picks = best_batch(feats, s, n)
             return picks, s[picks]
         if self.shortlist:
@@ -117,7 +132,7 @@ class Policy(Strategy):
         picks, picked_scores = [], []
         for _ in range(n):
             feats, ctx = fe.features(batch_size=n)
-            s = self.score(feats, ctx)
+            s = self.choice_scores(feats, ctx)
             s[taken] = -np.inf
             pos = int(np.argmax(s))
             taken[pos] = True
@@ -131,7 +146,7 @@ class Policy(Strategy):
         from metaal.acquisition.strategies import k_center_greedy
 
         feats, ctx = fe.features(batch_size=n)
-        s = self.score(feats, ctx)
+        s = self.choice_scores(feats, ctx)
         top = np.argsort(-s, kind="stable")[: max(n, int(self.shortlist) * n)]
         centres = np.zeros((0, fe.candidate_embedding.shape[1])) if labelled_embedding is None else labelled_embedding
         picks = top[k_center_greedy(fe.candidate_embedding[top], np.asarray(centres, dtype=np.float64), n)]
@@ -147,6 +162,23 @@ class Policy(Strategy):
         from metaal.acquisition.networks import load_d3rlpy_model  # registers the custom factories first
 
         return load_d3rlpy_model(self.path / name, device=str(self.device))
+
+
+_IN_MARGIN = features.FEATURE_NAMES.index("in_margin")
+
+
+def check_margin_prior(weight: float, proposals: str) -> float:
+    """The prior weight, refused where it could not act (negative, or candidates not drawn from the batches)."""
+    try:
+        weight = float(weight or 0.0)
+    except (TypeError, ValueError):
+        raise MetaalError(f"--policy-margin-prior must be a number, got {weight!r}") from None
+    if not np.isfinite(weight) or weight < 0:
+        raise MetaalError(f"--policy-margin-prior must be 0 or more, got {weight}")
+    if weight and proposals != "batches":
+        raise MetaalError("--policy-margin-prior needs a policy whose candidates are the heuristics' batches "
+                          "(distilled from a batch-oracle store); this policy draws them at random")
+    return weight
 
 
 def best_batch(feats: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
@@ -191,7 +223,7 @@ def smallest_margins(margins: np.ndarray, candidates: np.ndarray, k: int, rng: n
 
 
 def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,
-                shortlist: int | None = None, prefilter: int | None = None) -> Policy:
+                shortlist: int | None = None, prefilter: int | None = None, margin_prior: float = 0.0) -> Policy:
     """Load a policy directory written by ``metaal.distill`` (json + scorer.pt only)."""
     path = Path(path)
     meta_file = path / POLICY_FILE
@@ -226,7 +258,7 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
         raise MetaalError(f"{meta_file}: scorer file {name!r} must be a plain file name in the policy directory")
     _load_weights(path, meta, scorer, path / name, trust_pickle)
     return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle,
-                  shortlist=shortlist, prefilter=prefilter)
+                  shortlist=shortlist, prefilter=prefilter, margin_prior=margin_prior)
 
 
 TRUST_PICKLE_HINT = ("unpickling can run arbitrary code: pass --trust-pickle (trust_pickle=True) only for a policy "
