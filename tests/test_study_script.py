@@ -160,3 +160,22 @@ def test_the_spiky_oracle_config_evaluates_the_spiky_set(study):
 
     config = tomllib.loads((SCRIPT.parent / "configs" / "spiky_set_oracle.toml").read_text())["evaluate"]
     assert config["tasks"] == study.SPIKY_TUNING_TARGETS and config["oracle"] == {"mode": "batch", "margin_pool": 5}
+
+
+def test_the_source_split_lever_changes_only_the_sources_validation_split(study):
+    """Session 9's lever gives the expert about twice the validation items on wine and iris with the same
+    pools, and is otherwise the session-6 default; a wrong key would fail here rather than after an hour."""
+    from dataclasses import replace
+
+    from metaal.tasks import load_task
+
+    rows = study.variants()
+    default = study.build("d", rows["margin-pool-5-per-class-count-with-initial-3-episodes"], None, 3)
+    lever = study.build("s", rows["per-class-initial-3-source-val-35"], None, 3)
+    assert replace(lever.generate, split=default.generate.split) == default.generate
+    assert (lever.distill, lever.extra_initial, lever.evaluate) == (default.distill, default.extra_initial, default.evaluate)
+    need = default.generate.loop.initial + default.generate.loop.budget
+    for spec in lever.sources:
+        before = load_task(spec, 0, default.generate.split, min_pool=need)
+        after = load_task(spec, 0, lever.generate.split, min_pool=need)
+        assert len(after.pool) == len(before.pool) and len(after.val) >= 2 * len(before.val), spec
