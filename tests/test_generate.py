@@ -178,8 +178,26 @@ def test_unwritable_store_path(tmp_path):
 def test_inspect_store(reference_store):
     r = CliRunner().invoke(cli, ["inspect", str(reference_store)])
     assert r.exit_code == 0, r.output
-    for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v2"):
+    for needle in ("episodes 3", "oracle loss gain", "margin", "agreement", "regret", "schema v2", "round 2:", "tied at the best"):
         assert needle in r.output
+
+
+def test_expert_signal_by_round_counts_ties_and_rounds_without_gain_per_episode_round():
+    from metaal.inspect import expert_signal_by_round
+    from metaal.store import Trajectories
+
+    nan = np.nan
+    # two episodes of two rounds (2 picks each); the masked-out candidate's gain must not count
+    acc = np.array([[0.1, 0.0, 0.1], [0.2, 0.1, 0.0], [0.0, 0.0, 9.0], [-0.1, -0.2, 0.0],
+                    [0.3, 0.0, 0.0], [0.0, 0.0, 0.0], [nan, nan, nan], [0.1, 0.1, 0.1]])
+    mask = np.ones_like(acc, dtype=bool)
+    mask[2, 2] = False
+    steps = {"oracle_acc_gain": acc, "mask": mask, "episode": np.array([0, 0, 0, 0, 1, 1, 1, 1]),
+             "round_end": np.array([0, 1, 0, 1, 0, 1, 0, 1], dtype=bool)}
+    rows = expert_signal_by_round(Trajectories(attrs={}, steps=steps))
+    assert [(r["round"], r["steps"]) for r in rows] == [(1, 4), (2, 3)]  # the all-NaN step has no signal
+    assert rows[0]["no_gain"] == 0.25 and rows[0]["tied"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3 + 1) / 4)
+    assert rows[1]["no_gain"] == pytest.approx(2 / 3) and rows[1]["tied"] == pytest.approx((1 + 1 / 3 + 1) / 3)
 
 
 def test_stores_with_other_rollins_read_together_without_losing_episodes(reference_store, tmp_path):
