@@ -496,6 +496,25 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
         "costs the policy on this set. None met the rule; the default stays (tables at the end, paired against the "
         "session-6 default).",
         "",
+        "Session 8: a prior towards margin's own batch at deployment (`transfer-eval --policy-margin-prior W` adds W "
+        "to the rank-percentile score of every item in margin's batch), on the session-6 default's three policies, "
+        "with the rule fixed before the runs (better on the spiky set at p < 0.05, no worse than -0.002 on the "
+        "others): W = 0.1 gave +0.0018 (p = 0.33) on the spiky set, -0.0014 on the two sets and -0.0016 on the "
+        "many-class set; W = 0.2 +0.0030 (p = 0.13), -0.0038 (p = 0.022), -0.0022; W = 0.4 +0.0025 (p = 0.27), "
+        "-0.0032 (p = 0.063), -0.0024. Over all 160 cells each weight is below both the default (-0.0007, -0.0017, "
+        "-0.0016) and margin (-0.0010, -0.0021, -0.0019; the default itself is -0.0004 from margin there): mixing "
+        "the two rankings loses what each does well. None passed; the option stays, at 0 by default.",
+        "",
+        "Session 9: a less noisy expert. On wine's 27 validation items the accuracy gain moves in steps of 0.037, and "
+        "in the default store no heuristic batch raises validation accuracy in 79% of the round-2 steps and 96% of "
+        "the round-6 steps (`metaal inspect STORE` now prints this per round). With the sources split 0.05 test / "
+        "0.35 validation (62 and 52 items, the same pools), 46% and 96%. Rule fixed before the runs: adopt only if "
+        "above the session-6 default over all 160 cells at p < 0.05 with no set below -0.002. The larger split gave "
+        "+0.0003 (p = 0.80) over all cells: +0.0047 (p = 0.028) on the spiky set, -0.0020 (p = 0.23) on the two "
+        "sets, +0.0004 on the many-class set. The same stores distilled with spread step weights (saturated rounds "
+        "teach nothing) gave -0.0011 (p = 0.27): +0.0021, -0.0014, -0.0037 (p = 0.001). Neither passed; the "
+        "default stays.",
+        "",
         "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
