@@ -179,3 +179,19 @@ def test_the_source_split_lever_changes_only_the_sources_validation_split(study)
         before = load_task(spec, 0, default.generate.split, min_pool=need)
         after = load_task(spec, 0, lever.generate.split, min_pool=need)
         assert len(after.pool) == len(before.pool) and len(after.val) >= 2 * len(before.val), spec
+
+
+def test_the_generation_seed_rows_are_the_session_6_default_with_another_generation_seed(study):
+    """The noise-floor rows must change nothing but the generation seed, or their spread is not the
+    store-to-store spread the README reports."""
+    from dataclasses import replace
+
+    rows = study.variants()
+    default = study.build("d", rows["margin-pool-5-per-class-count-with-initial-3-episodes"], None, 3)
+    for seed in (1, 2):
+        for suffix, distill_seed in (("", 0), ("-distill-seed-1", 1), ("-distill-seed-2", 2)):
+            built = study.build("g", rows[f"per-class-initial-3-generate-seed-{seed}{suffix}"], None, 3)
+            assert built.generate.seed == seed and replace(built.generate, seed=0) == default.generate
+            assert replace(built.distill, seed=0) == default.distill and built.distill.seed == distill_seed
+            assert (built.sources, built.extra_initial, built.evaluate) == (default.sources, default.extra_initial,
+                                                                            default.evaluate)
