@@ -131,7 +131,7 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     if config.policy_margin_prior:  # a prior the policy cannot use is an error now, not in the first policy run
         from metaal.acquisition.policy import check_margin_prior
 
-        check_margin_prior(config.policy_margin_prior, "batches")
+        check_margin_prior(config.policy_margin_prior)  # the value; the policy's own check follows
         if config.policy:
             _make_strategy("policy", config, "cpu")
     if config.seeds < 1:

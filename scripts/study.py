@@ -43,6 +43,7 @@ EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
+SOURCE_SPLIT_35 = {"test_fraction": 0.05, "val_fraction": 0.35}  # session 9: about twice the sources' validation items
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
 
 
@@ -232,12 +233,12 @@ def variants() -> dict[str, dict]:
         # validation 0.35 on the sources gives 62 (wine) and 52 (iris) validation items with the same pool sizes;
         # the sources' test split only reports accuracy
         **_distill_seeds("per-class-initial-3-source-val-35",
-                         _session_6(generate={"split": {"test_fraction": 0.05, "val_fraction": 0.35}})),
+                         _session_6(generate={"split": SOURCE_SPLIT_35})),
         # the same stores, distilled with spread step weights: the rounds where every batch gives the same gain
         # (after the third round on the sources most do, even on 62 validation items) teach nothing
         **_distill_seeds("per-class-initial-3-source-val-35-spread",
                          _session_6({"step_weight": "spread"},
-                                    generate={"split": {"test_fraction": 0.05, "val_fraction": 0.35}})),
+                                    generate={"split": SOURCE_SPLIT_35})),
         # not a lever: the session-6 default's stores regenerated with another generation seed (other splits,
         # initial sets and episodes), the noise floor of every lever that writes new stores
         **{name: change for seed in (1, 2)

@@ -67,8 +67,9 @@ class Policy(Strategy):
         A gain scorer (``metaal run``'s) predicts each candidate's rank percentile (0 worst .. 1 best) among
         the heuristics' batches, so the prior is in those units: an item outside margin's batch is picked over
         one inside only where the policy ranks it more than ``margin_prior`` higher.  0 is the plain policy;
-        from about 1 on the picks are margin's.  Why: where the expert's choice cannot be told from the features, imitating it learns
-        noise, and margin is at least consistent; the prior keeps the policy's choice where it is sure.
+        from about 1 on the picks are margin's.  Why: where the expert's choice cannot be told from the
+        features, imitating it learns noise, and margin is at least consistent; the prior keeps the policy's
+        choice where it is sure.
         """
         s = self.score(feats, context)
         if self.margin_prior:
@@ -167,15 +168,16 @@ class Policy(Strategy):
 _IN_MARGIN = features.FEATURE_NAMES.index("in_margin")
 
 
-def check_margin_prior(weight: float, proposals: str) -> float:
-    """The prior weight, refused where it could not act (negative, or candidates not drawn from the batches)."""
+def check_margin_prior(weight: float, proposals: str | None = None) -> float:
+    """The prior weight, refused where it could not act (negative, or, when the policy's ``proposals`` are
+    given, candidates not drawn from the heuristics' batches)."""
     try:
         weight = float(weight or 0.0)
     except (TypeError, ValueError):
         raise MetaalError(f"--policy-margin-prior must be a number, got {weight!r}") from None
     if not np.isfinite(weight) or weight < 0:
         raise MetaalError(f"--policy-margin-prior must be 0 or more, got {weight}")
-    if weight and proposals != "batches":
+    if weight and proposals is not None and proposals != "batches":
         raise MetaalError("--policy-margin-prior needs a policy whose candidates are the heuristics' batches "
                           "(distilled from a batch-oracle store); this policy draws them at random")
     return weight
