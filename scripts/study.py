@@ -244,6 +244,11 @@ def variants() -> dict[str, dict]:
         **{name: change for seed in (1, 2)
            for name, change in _distill_seeds(f"per-class-initial-3-generate-seed-{seed}",
                                               _session_6(generate={"seed": seed})).items()},
+        # session 10: the session-9 source split over two more generation seeds, so that it can be judged draw
+        # against draw with the rows above (draw_groups: the store, not the evaluation cell, is the unit)
+        **{name: change for seed in (1, 2)
+           for name, change in _distill_seeds(f"per-class-initial-3-source-val-35-generate-seed-{seed}",
+                                              _session_6(generate={"split": SOURCE_SPLIT_35, "seed": seed})).items()},
     }
 
 
@@ -388,6 +393,22 @@ SESSION_6_DEFAULT = "margin-pool-5-per-class-count-with-initial-3-episodes"
 _SEED_SUFFIX = re.compile(r"-distill-seed-\d+$")
 
 
+def _distill_groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows that record their cells, grouped with their distillation-seed rows."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("cells", {}).get("policy"):
+            groups.setdefault(_SEED_SUFFIX.sub("", r["variant"]), []).append(r)
+    return groups
+
+
+def _mean_cells(members: list[dict], strategy: str = "policy", keep_task=None) -> dict[str, float]:
+    """A group's AULC per (task, seed) cell, averaged over its members, on the cells every member has."""
+    keys = set.intersection(*(set(m["cells"].get(strategy, {})) for m in members))
+    keys = {k for k in keys if keep_task is None or keep_task(k.rsplit("|", 1)[0])}
+    return {k: float(np.mean([m["cells"][strategy][k] for m in members])) for k in keys}
+
+
 def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP, keep_task=None) -> list[dict]:
     """Each variant with its distillation-seed rows as one group (their mean policy AULC per task and seed),
     paired against the reference group and against margin on the (task, seed) cells both have
@@ -398,22 +419,13 @@ def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP, keep_task=
     tasks and initial sets share, and averaging a group's distillation seeds removes part of the rest."""
     from metaal.metrics import mean_std_ci95, paired_test, win_tie_loss
 
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        if r.get("cells", {}).get("policy"):
-            groups.setdefault(_SEED_SUFFIX.sub("", r["variant"]), []).append(r)
-
-    def mean_cells(members, strategy="policy"):
-        keys = set.intersection(*(set(m["cells"].get(strategy, {})) for m in members))
-        keys = {k for k in keys if keep_task is None or keep_task(k.rsplit("|", 1)[0])}
-        return {k: float(np.mean([m["cells"][strategy][k] for m in members])) for k in keys}
-
+    groups = _distill_groups(rows)
     if reference not in groups:
         return []
-    ref = mean_cells(groups[reference])
+    ref = _mean_cells(groups[reference], keep_task=keep_task)
     out = []
     for name, members in groups.items():
-        mine, margin = mean_cells(members), mean_cells(members, "margin")
+        mine, margin = _mean_cells(members, keep_task=keep_task), _mean_cells(members, "margin", keep_task)
         if not mine:
             continue
         entry = {"group": name, "distill_seeds": len(members), "cells": len(mine),
@@ -426,6 +438,67 @@ def paired_groups(rows: list[dict], reference: str = REFERENCE_GROUP, keep_task=
             d = np.subtract(a, b)
             entry[label] = {"cells": len(keys), "mean": float(d.mean()), "ci": list(mean_std_ci95(d)[2]),
                             "win_tie_loss": list(win_tie_loss(a, b)), "p": paired_test(a, b)["p_value"]}
+        out.append(entry)
+    return out
+
+
+_GENERATE_SUFFIX = re.compile(r"-generate-seed-(\d+)$")
+# the session-6 default's draws with generation seeds 1 and 2 are named after its recipe, not after its first row
+DRAW_ARM_ALIASES = {"per-class-initial-3": SESSION_6_DEFAULT}
+
+
+def task_set(task: str) -> str:
+    """The tuning set a task belongs to, as the draw table names it (the first two sets count as one)."""
+    if task in MANY_CLASS_TUNING_TARGETS:
+        return "many-class"
+    if task in SPIKY_TUNING_TARGETS:
+        return "spiky"
+    return "two sets"
+
+
+DRAW_SETS = ("two sets", "many-class", "spiky", "all")
+
+
+def draw_groups(rows: list[dict], reference: str = SESSION_6_DEFAULT) -> list[dict]:
+    """Arms run over several generation seeds, compared draw against draw.
+
+    A paired cell test holds one store fixed, yet the reference's own stores regenerated with another
+    generation seed moved whole tuning sets by up to 0.006 (session 9): a lever that writes new stores is
+    confounded with that spread.  Here one draw (one store, its distillation seeds averaged per cell) is one
+    observation: per set, its mean policy AULC over the cells that every draw of both arms has; the arms'
+    draw means are compared with Welch's t-test.  A draw is ``NAME-generate-seed-N`` (``NAME`` itself is
+    generation seed 0); only arms with at least two draws are listed."""
+    from scipy import stats
+
+    arms: dict[str, dict[int, list[dict]]] = {}
+    for name, members in _distill_groups(rows).items():
+        m = _GENERATE_SUFFIX.search(name)
+        arm, seed = (name[:m.start()], int(m.group(1))) if m else (name, 0)
+        arms.setdefault(DRAW_ARM_ALIASES.get(arm, arm), {})[seed] = members
+    arms = {a: draws for a, draws in arms.items() if len(draws) >= 2}
+    if reference not in arms:
+        return []
+    out = []
+    for arm, draws in arms.items():
+        policy = {seed: _mean_cells(members) for seed, members in sorted(draws.items())}
+        ref_policy = {seed: _mean_cells(members) for seed, members in sorted(arms[reference].items())}
+        keys = set.intersection(*(set(c) for c in [*policy.values(), *ref_policy.values()]))
+        margin = _mean_cells([m for members in draws.values() for m in members], "margin")
+        entry = {"arm": arm, "generation_seeds": sorted(draws),
+                 "distill_seeds": [len(draws[s]) for s in sorted(draws)], "sets": {}}
+        for label in DRAW_SETS:
+            cells = sorted(k for k in keys if label == "all" or task_set(k.rsplit("|", 1)[0]) == label)
+            if not cells:
+                continue
+            mine = [float(np.mean([c[k] for k in cells])) for c in policy.values()]
+            theirs = [float(np.mean([c[k] for k in cells])) for c in ref_policy.values()]
+            row = {"cells": len(cells), "draw_means": mine, "mean": float(np.mean(mine))}
+            if all(k in margin for k in cells):
+                row["vs_margin"] = row["mean"] - float(np.mean([margin[k] for k in cells]))
+            if arm != reference:
+                row["vs_reference"] = row["mean"] - float(np.mean(theirs))
+                row["p"] = float(stats.ttest_ind(mine, theirs, equal_var=False).pvalue)
+            entry["sets"][label] = row
         out.append(entry)
     return out
 
@@ -598,6 +671,29 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
                             f"{'/'.join(map(str, v['win_tie_loss']))}|{v['p']:.3f}")
             lines.append(f"| {g['group']} | {g['distill_seeds']} | {g['cells']} | {g['policy']:.4f} | "
                          f"{cols[0].replace('|', ' | ')} | {cols[1].replace('|', ' | ')} |")
+    drawn = draw_groups(rows)
+    if len(drawn) >= 2:
+        lines += [
+            "",
+            "## Arms over generation seeds (draw level)",
+            "",
+            "A lever that writes new stores is confounded with the store: the session-6 default's own stores "
+            "regenerated with generation seeds 1 and 2 moved whole sets by up to 0.006. Here each draw (one generation "
+            "seed, its distillation seeds averaged per cell) is one observation: its mean policy AULC over a set's "
+            f"cells (those every draw of both arms has); Δ compares the arms' means over draws with `{SESSION_6_DEFAULT}` "
+            "(the session-6 default), Welch's t-test on the draw means.",
+            "",
+            "| arm | generation seeds | set | cells | draw means | mean | Δ vs margin | Δ vs session-6 default | Welch p |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for g in drawn:
+            seeds_col = ", ".join(f"{s} ({n})" for s, n in zip(g["generation_seeds"], g["distill_seeds"]))
+            for label, v in g["sets"].items():
+                means = " / ".join(f"{m:.4f}" for m in v["draw_means"])
+                ref = "–" if "vs_reference" not in v else f"{v['vs_reference']:+.4f}"
+                p_col = "–" if "p" not in v else f"{v['p']:.3f}"
+                lines.append(f"| {g['arm']} | {seeds_col} | {label} | {v['cells']} | {means} | {v['mean']:.4f} | "
+                             f"{v.get('vs_margin', float('nan')):+.4f} | {ref} | {p_col} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 

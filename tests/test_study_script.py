@@ -195,3 +195,56 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
             assert replace(built.distill, seed=0) == default.distill and built.distill.seed == distill_seed
             assert (built.sources, built.extra_initial, built.evaluate) == (default.sources, default.extra_initial,
                                                                             default.evaluate)
+
+
+def test_the_source_split_draws_differ_from_the_lever_only_in_the_generation_seed(study):
+    """Session 10 judges the source split draw against draw: its rows for generation seeds 1 and 2 must be
+    the session-9 lever with that seed and nothing else."""
+    from dataclasses import replace
+
+    rows = study.variants()
+    lever = study.build("s", rows["per-class-initial-3-source-val-35"], None, 3)
+    for seed in (1, 2):
+        for suffix, distill_seed in (("", 0), ("-distill-seed-1", 1), ("-distill-seed-2", 2)):
+            built = study.build("g", rows[f"per-class-initial-3-source-val-35-generate-seed-{seed}{suffix}"], None, 3)
+            assert built.generate.seed == seed and replace(built.generate, seed=0) == lever.generate
+            assert built.distill.seed == distill_seed and replace(built.distill, seed=0) == lever.distill
+            assert (built.sources, built.extra_initial, built.evaluate) == (lever.sources, lever.extra_initial,
+                                                                            lever.evaluate)
+
+
+def test_draw_groups_compare_arms_by_their_generation_seed_draws(study, tmp_path):
+    """One store is one observation: distillation seeds are averaged within a draw, cells within a set, and the
+    arms' draw means are compared with Welch's test; an arm with one draw is not listed."""
+    ref, plain, spiky = study.SESSION_6_DEFAULT, study.TUNING_TARGETS[0], study.SPIKY_TUNING_TARGETS[0]
+
+    def row(name, plain_aulc, spiky_aulc):
+        keys = [f"{plain}|0", f"{plain}|1", f"{spiky}|0", f"{spiky}|1"]
+        values = [plain_aulc, plain_aulc + 0.02, spiky_aulc, spiky_aulc]
+        return {"variant": name, "policy": 0.6, "random": 0.5, "best_heuristic": "margin 0.6", "policy_minus_best": 0.0,
+                "mean_rank": 2.0, "beats_random": "4/4", "val_agreement": None, "val_regret": None,
+                "cells": {"policy": dict(zip(keys, values)), "margin": dict.fromkeys(keys, 0.60)}}
+
+    rows = [row(ref, 0.60, 0.50), row(f"{ref}-distill-seed-1", 0.62, 0.50),  # draw 0 of the reference: 0.62 / 0.50
+            row("per-class-initial-3-generate-seed-1", 0.60, 0.52),  # the reference's draw 1, named after its recipe
+            row("per-class-initial-3-generate-seed-2", 0.62, 0.51),
+            row("lever", 0.64, 0.50), row("lever-generate-seed-1", 0.66, 0.52), row("lever-generate-seed-2", 0.65, 0.51),
+            row("one-draw", 0.90, 0.90)]
+    groups = {g["arm"]: g for g in study.draw_groups(rows)}
+    assert set(groups) == {ref, "lever"}
+    assert groups[ref]["generation_seeds"] == [0, 1, 2] and groups[ref]["distill_seeds"] == [2, 1, 1]
+    two = groups[ref]["sets"]["two sets"]
+    assert two["cells"] == 2 and two["draw_means"] == pytest.approx([0.62, 0.61, 0.63])
+    assert two["vs_margin"] == pytest.approx(0.02) and "vs_reference" not in two
+    lever = groups["lever"]["sets"]
+    assert lever["two sets"]["vs_reference"] == pytest.approx(0.04) and lever["two sets"]["p"] < 0.01
+    assert lever["spiky"]["vs_reference"] == pytest.approx(0.0) and lever["spiky"]["p"] > 0.9
+    assert lever["all"]["cells"] == 4 and lever["all"]["vs_reference"] == pytest.approx(0.02)
+    assert "many-class" not in lever  # no cells there
+    assert study.draw_groups(rows[4:]) == []  # without the reference's draws there is nothing to compare with
+
+    path = tmp_path / "results.md"
+    study.write_markdown(rows, path, 3)
+    table = path.read_text().split("## Arms over generation seeds (draw level)")[1]
+    assert "| lever | 0 (1), 1 (1), 2 (1) | two sets | 2 | 0.6500 / 0.6700 / 0.6600 | 0.6600 | +0.0600 | +0.0400 |" in table
+    assert f"| {ref} | 0 (2), 1 (1), 2 (1) | all | 4 |" in table and "one-draw" not in table
