@@ -249,6 +249,11 @@ def variants() -> dict[str, dict]:
         **{name: change for seed in (1, 2)
            for name, change in _distill_seeds(f"per-class-initial-3-source-val-35-generate-seed-{seed}",
                                               _session_6(generate={"split": SOURCE_SPLIT_35, "seed": seed})).items()},
+        # and session 7's ten-class synthetic sources (harder sources that do not saturate after two rounds)
+        **{name: change for seed in (1, 2)
+           for name, change in _distill_seeds(f"per-class-initial-3-with-10-class-synthetic-generate-seed-{seed}",
+                                              _session_6(sources=[*REAL, "synthetic:classes=10,sep=2.5"], episodes=36,
+                                                         generate={"seed": seed})).items()},
     }
 
 

@@ -197,16 +197,17 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
                                                                             default.evaluate)
 
 
-def test_the_source_split_draws_differ_from_the_lever_only_in_the_generation_seed(study):
-    """Session 10 judges the source split draw against draw: its rows for generation seeds 1 and 2 must be
-    the session-9 lever with that seed and nothing else."""
+@pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic"])
+def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
+    """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
+    be the lever with that seed and nothing else."""
     from dataclasses import replace
 
     rows = study.variants()
-    lever = study.build("s", rows["per-class-initial-3-source-val-35"], None, 3)
+    name, lever = lever, study.build("s", rows[lever], None, 3)
     for seed in (1, 2):
         for suffix, distill_seed in (("", 0), ("-distill-seed-1", 1), ("-distill-seed-2", 2)):
-            built = study.build("g", rows[f"per-class-initial-3-source-val-35-generate-seed-{seed}{suffix}"], None, 3)
+            built = study.build("g", rows[f"{name}-generate-seed-{seed}{suffix}"], None, 3)
             assert built.generate.seed == seed and replace(built.generate, seed=0) == lever.generate
             assert built.distill.seed == distill_seed and replace(built.distill, seed=0) == lever.distill
             assert (built.sources, built.extra_initial, built.evaluate) == (lever.sources, lever.extra_initial,
