@@ -688,7 +688,7 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
             f"cells (those every draw of both arms has); Δ compares the arms' means over draws with `{SESSION_6_DEFAULT}` "
             "(the session-6 default), Welch's t-test on the draw means.",
             "",
-            "| arm | generation seeds | set | cells | draw means | mean | Δ vs margin | Δ vs session-6 default | Welch p |",
+            "| arm | generation seeds (distillation seeds) | set | cells | draw means | mean | Δ vs margin | Δ vs session-6 default | Welch p |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for g in drawn:

@@ -1,0 +1,145 @@
+"""Held-out check of study arms, draw by draw: do the tuning sets predict the held-out targets?
+
+An arm is a ``scripts/study.py`` variant run over generation seeds (``NAME``, ``NAME-generate-seed-N``) and
+distillation seeds (``…-distill-seed-N``), as ``study.draw_groups`` reads them.  Every policy of every arm is run on
+`metaal run`'s held-out targets (seeds 0-9, budget 150, beside random and margin; finished runs are kept, and
+baseline runs are copied from ``--baselines-from`` or a finished sibling).  The script prints, per arm and
+generation seed, the policy minus margin AULC (distillation seeds averaged), the arms against the first one
+(Welch's test on draw means, as the draw table of docs/results.md), and across all the policies how each tuning
+set's policy minus margin correlates with each target's.  Nothing is chosen from these numbers: they test the
+tuning sets, not the levers.
+
+    python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_draws \\
+        --arms margin-pool-5-per-class-count-with-initial-3-episodes,per-class-initial-3-source-val-35
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+_STUDY = Path(__file__).resolve().parent / "study.py"
+HELDOUT_SEEDS = 10
+HELDOUT_BUDGET = 150
+
+
+def _load_study():
+    spec = importlib.util.spec_from_file_location("metaal_study_script", _STUDY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def draw_names(arm: str, generation_seeds=(0, 1, 2), distill_seeds=(0, 1, 2), aliases=None) -> list[tuple[int, int, str]]:
+    """(generation seed, distillation seed, variant name) of an arm's policies; ``aliases`` maps an arm to the stem
+    its other draws are named after (the session-6 default's are ``per-class-initial-3-generate-seed-N``)."""
+    stem = {v: k for k, v in (aliases or {}).items()}.get(arm, arm)
+    out = []
+    for g in generation_seeds:
+        base = arm if g == 0 else f"{stem}-generate-seed-{g}"
+        out += [(g, d, base if d == 0 else f"{base}-distill-seed-{d}") for d in distill_seeds]
+    return out
+
+
+def policy_minus_margin(results_dir: Path, task: str, seeds: int = HELDOUT_SEEDS) -> float:
+    """Mean over seeds of the policy's AULC less margin's, read from transfer-eval's run files."""
+    from metaal.evaluate import run_path
+
+    def aulc(strategy, seed):
+        return json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())["aulc"]
+
+    return float(np.mean([aulc("policy", s) - aulc("margin", s) for s in range(seeds)]))
+
+
+def _copy_baselines(source: Path, dest: Path) -> None:
+    for f in Path(source).glob("runs/*/*.json"):
+        if not f.name.startswith("policy__"):
+            target = dest / "runs" / f.parent.name / f.name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+
+
+def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None) -> None:
+    """transfer-eval of one policy on the held-out targets; transfer-eval itself skips finished runs."""
+    from metaal.evaluate import EvalConfig, transfer_eval
+    from metaal.loop import LoopConfig
+    from metaal.run import DEFAULT_TARGETS
+
+    if baselines_from is not None:
+        _copy_baselines(baselines_from, out)
+    config = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=["random", "margin"], seeds=HELDOUT_SEEDS, seed=0,
+                        loop=LoopConfig(10, HELDOUT_BUDGET, 10), policy=str(policy_dir))
+    transfer_eval(config, out, progress=False)
+
+
+def correlations(tuning: dict[str, list[float]], heldout: dict[str, list[float]]) -> list[dict]:
+    """Pearson and Spearman correlation, across policies, of each tuning set's value with each target's."""
+    from scipy import stats
+
+    out = []
+    for target, y in heldout.items():
+        for label, x in tuning.items():
+            r, p = stats.pearsonr(x, y)
+            rho, p_rho = stats.spearmanr(x, y)
+            out.append({"target": target, "set": label, "pearson": float(r), "p": float(p),
+                        "spearman": float(rho), "p_spearman": float(p_rho)})
+    return out
+
+
+def main():
+    from scipy import stats
+
+    from metaal.evaluate import run_path
+    from metaal.run import DEFAULT_TARGETS
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study-out", required=True, help="study.py's --out, where the arms' variants were run")
+    ap.add_argument("--out", required=True, help="one transfer-eval directory per policy is kept here")
+    ap.add_argument("--arms", required=True, help="comma list of arms; the first is the reference")
+    ap.add_argument("--baselines-from", default=None, help="a transfer-eval directory with finished random and margin runs")
+    args = ap.parse_args()
+    study = _load_study()
+    out, arms = Path(args.out), args.arms.split(",")
+    tuning = {label: [] for label in study.DRAW_SETS}
+    heldout = {t: [] for t in DEFAULT_TARGETS}
+    draws = {}
+    for arm in arms:
+        for g, _, name in draw_names(arm, aliases=study.DRAW_ARM_ALIASES):
+            dest = out / name
+            if not all(run_path(dest, t, "policy", s).is_file() for t in DEFAULT_TARGETS for s in range(HELDOUT_SEEDS)):
+                finished = next((p for p in sorted(out.glob("*")) if (p / "summary.json").is_file()), None)
+                run_heldout(Path(args.study_out) / name / "policy", dest,
+                            Path(args.baselines_from) if args.baselines_from else finished)
+            row = study.summarise(study.collect_variant(name, args.study_out))
+            cells = row["cells"]
+            for label in study.DRAW_SETS:
+                keys = [k for k in cells["policy"]
+                        if k in cells["margin"] and (label == "all" or study.task_set(k.rsplit("|", 1)[0]) == label)]
+                tuning[label].append(float(np.mean([cells["policy"][k] - cells["margin"][k] for k in keys])))
+            for t in DEFAULT_TARGETS:
+                value = policy_minus_margin(dest, t)
+                heldout[t].append(value)
+                draws.setdefault((arm, t), {}).setdefault(g, []).append(value)
+    print("policy minus margin AULC, held out (seeds 0-9, budget 150); per generation seed, distillation seeds averaged")
+    for (arm, t), by_seed in draws.items():
+        means = [float(np.mean(v)) for _, v in sorted(by_seed.items())]
+        line = f"{arm} | {t} | draws {' '.join(f'{m:+.4f}' for m in means)} | mean {np.mean(means):+.4f}"
+        if arm != arms[0]:
+            ref = [float(np.mean(v)) for _, v in sorted(draws[(arms[0], t)].items())]
+            p = stats.ttest_ind(means, ref, equal_var=False).pvalue
+            line += f" | vs {arms[0]} {np.mean(means) - np.mean(ref):+.4f} (Welch p = {p:.2f})"
+        print(line)
+    print(f"across the {len(heldout[DEFAULT_TARGETS[0]])} policies: tuning set's policy minus margin against the target's")
+    for c in correlations(tuning, heldout):
+        print(f"{c['target']} ~ {c['set']}: Pearson r = {c['pearson']:+.2f} (p = {c['p']:.2f}), "
+              f"Spearman {c['spearman']:+.2f} (p = {c['p_spearman']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
