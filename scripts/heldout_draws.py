@@ -65,15 +65,17 @@ def _copy_baselines(source: Path, dest: Path) -> None:
                 shutil.copy2(f, target)
 
 
-def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None) -> None:
-    """transfer-eval of one policy on the held-out targets; transfer-eval itself skips finished runs."""
+def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None, tasks=None,
+                seeds: int = HELDOUT_SEEDS) -> None:
+    """transfer-eval of one policy on the held-out targets (`metaal run`'s unless ``tasks``); transfer-eval
+    itself skips finished runs and redoes copied ones whose identity does not match."""
     from metaal.evaluate import EvalConfig, transfer_eval
     from metaal.loop import LoopConfig
     from metaal.run import DEFAULT_TARGETS
 
     if baselines_from is not None:
         _copy_baselines(baselines_from, out)
-    config = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=["random", "margin"], seeds=HELDOUT_SEEDS, seed=0,
+    config = EvalConfig(tasks=list(tasks or DEFAULT_TARGETS), strategies=["random", "margin"], seeds=seeds, seed=0,
                         loop=LoopConfig(10, HELDOUT_BUDGET, 10), policy=str(policy_dir))
     transfer_eval(config, out, progress=False)
 
@@ -103,30 +105,38 @@ def main():
     ap.add_argument("--out", required=True, help="one transfer-eval directory per policy is kept here")
     ap.add_argument("--arms", required=True, help="comma list of arms; the first is the reference")
     ap.add_argument("--baselines-from", default=None, help="a transfer-eval directory with finished random and margin runs")
+    ap.add_argument("--tasks", default=",".join(DEFAULT_TARGETS), help="comma list of held-out tasks")
+    ap.add_argument("--seeds", type=int, default=HELDOUT_SEEDS, help="evaluation seeds 0..N-1")
+    ap.add_argument("--pool-tasks", action="store_true",
+                    help="report the mean over the tasks as one target instead of each task")
     args = ap.parse_args()
     study = _load_study()
-    out, arms = Path(args.out), args.arms.split(",")
+    out, arms, tasks = Path(args.out), args.arms.split(","), args.tasks.split(",")
+    targets = [f"mean of {len(tasks)} tasks"] if args.pool_tasks else tasks
     tuning = {label: [] for label in study.DRAW_SETS}
-    heldout = {t: [] for t in DEFAULT_TARGETS}
+    heldout = {t: [] for t in targets}
     draws = {}
     for arm in arms:
         for g, _, name in draw_names(arm, aliases=study.DRAW_ARM_ALIASES):
             dest = out / name
-            if not all(run_path(dest, t, "policy", s).is_file() for t in DEFAULT_TARGETS for s in range(HELDOUT_SEEDS)):
+            if not all(run_path(dest, t, "policy", s).is_file() for t in tasks for s in range(args.seeds)):
                 finished = next((p for p in sorted(out.glob("*")) if (p / "summary.json").is_file()), None)
                 run_heldout(Path(args.study_out) / name / "policy", dest,
-                            Path(args.baselines_from) if args.baselines_from else finished)
+                            Path(args.baselines_from) if args.baselines_from else finished, tasks, args.seeds)
             row = study.summarise(study.collect_variant(name, args.study_out))
             cells = row["cells"]
             for label in study.DRAW_SETS:
                 keys = [k for k in cells["policy"]
                         if k in cells["margin"] and (label == "all" or study.task_set(k.rsplit("|", 1)[0]) == label)]
                 tuning[label].append(float(np.mean([cells["policy"][k] - cells["margin"][k] for k in keys])))
-            for t in DEFAULT_TARGETS:
-                value = policy_minus_margin(dest, t)
+            values = {t: policy_minus_margin(dest, t, args.seeds) for t in tasks}
+            if args.pool_tasks:
+                values = {targets[0]: float(np.mean(list(values.values())))}
+            for t, value in values.items():
                 heldout[t].append(value)
                 draws.setdefault((arm, t), {}).setdefault(g, []).append(value)
-    print("policy minus margin AULC, held out (seeds 0-9, budget 150); per generation seed, distillation seeds averaged")
+    print(f"policy minus margin AULC, held out (seeds 0-{args.seeds - 1}, budget {HELDOUT_BUDGET}); "
+          "per generation seed, distillation seeds averaged")
     for (arm, t), by_seed in draws.items():
         means = [float(np.mean(v)) for _, v in sorted(by_seed.items())]
         line = f"{arm} | {t} | draws {' '.join(f'{m:+.4f}' for m in means)} | mean {np.mean(means):+.4f}"
@@ -135,7 +145,7 @@ def main():
             p = stats.ttest_ind(means, ref, equal_var=False).pvalue
             line += f" | vs {arms[0]} {np.mean(means) - np.mean(ref):+.4f} (Welch p = {p:.2f})"
         print(line)
-    print(f"across the {len(heldout[DEFAULT_TARGETS[0]])} policies: tuning set's policy minus margin against the target's")
+    print(f"across the {len(heldout[targets[0]])} policies: tuning set's policy minus margin against the target's")
     for c in correlations(tuning, heldout):
         print(f"{c['target']} ~ {c['set']}: Pearson r = {c['pearson']:+.2f} (p = {c['p']:.2f}), "
               f"Spearman {c['spearman']:+.2f} (p = {c['p_spearman']:.2f})")
