@@ -2,8 +2,8 @@
 
 An arm is a ``scripts/study.py`` variant run over generation seeds (``NAME``, ``NAME-generate-seed-N``) and
 distillation seeds (``…-distill-seed-N``), as ``study.draw_groups`` reads them.  Every policy of every arm is run on
-`metaal run`'s held-out targets (seeds 0-9, budget 150, beside random and margin; finished runs are kept, and
-baseline runs are copied from ``--baselines-from`` or a finished sibling).  The script prints, per arm and
+`metaal run`'s held-out targets or ``--tasks`` (seeds 0-9 or ``--seeds``, budget 150, beside random and margin;
+finished runs are kept, and baseline runs are copied from ``--baselines-from`` or a finished sibling).  The script prints, per arm and
 generation seed, the policy minus margin AULC (distillation seeds averaged), the arms against the first one
 (Welch's test on draw means, as the draw table of docs/results.md), and across all the policies how each tuning
 set's policy minus margin correlates with each target's.  Nothing is chosen from these numbers: they test the
@@ -11,6 +11,9 @@ tuning sets, not the levers.
 
     python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_draws \\
         --arms margin-pool-5-per-class-count-with-initial-3-episodes,per-class-initial-3-source-val-35
+    # the README's ten held-out synthetic tasks, reported as their mean
+    python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_wide --arms … --seeds 5 --pool-tasks \
+        --tasks synthetic:seed=9101,…,synthetic:seed=9110 --baselines-from runs/synthetic_heldout
 """
 
 from __future__ import annotations
