@@ -129,8 +129,7 @@ def main():
             row = study.summarise(study.collect_variant(name, args.study_out))
             cells = row["cells"]
             for label in study.DRAW_SETS:
-                keys = [k for k in cells["policy"]
-                        if k in cells["margin"] and (label == "all" or study.task_set(k.rsplit("|", 1)[0]) == label)]
+                keys = [k for k in cells["policy"] if k in cells["margin"] and study.in_draw_set(k, label)]
                 tuning[label].append(float(np.mean([cells["policy"][k] - cells["margin"][k] for k in keys])))
             values = {t: policy_minus_margin(dest, t, args.seeds) for t in tasks}
             if args.pool_tasks:

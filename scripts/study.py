@@ -106,6 +106,14 @@ def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
     return out
 
 
+def _generation_seeds(name: str, sources=None, episodes=None, generate=None) -> dict[str, dict]:
+    """``name-generate-seed-1``/``-2``, each with its distillation seeds: the session-6-based lever with these
+    changes on stores written with another generation seed (its draws, for ``draw_groups``)."""
+    return {row: change for seed in (1, 2)
+            for row, change in _distill_seeds(f"{name}-generate-seed-{seed}", _session_6(
+                sources=sources, episodes=episodes, generate={**(generate or {}), "seed": seed})).items()}
+
+
 def variants() -> dict[str, dict]:
     """name -> changes to the default study (see metaal.run.default_study)."""
     return {
@@ -241,19 +249,13 @@ def variants() -> dict[str, dict]:
                                     generate={"split": SOURCE_SPLIT_35})),
         # not a lever: the session-6 default's stores regenerated with another generation seed (other splits,
         # initial sets and episodes), the noise floor of every lever that writes new stores
-        **{name: change for seed in (1, 2)
-           for name, change in _distill_seeds(f"per-class-initial-3-generate-seed-{seed}",
-                                              _session_6(generate={"seed": seed})).items()},
+        **_generation_seeds("per-class-initial-3"),
         # session 10: the session-9 source split over two more generation seeds, so that it can be judged draw
         # against draw with the rows above (draw_groups: the store, not the evaluation cell, is the unit)
-        **{name: change for seed in (1, 2)
-           for name, change in _distill_seeds(f"per-class-initial-3-source-val-35-generate-seed-{seed}",
-                                              _session_6(generate={"split": SOURCE_SPLIT_35, "seed": seed})).items()},
+        **_generation_seeds("per-class-initial-3-source-val-35", generate={"split": SOURCE_SPLIT_35}),
         # and session 7's ten-class synthetic sources (harder sources that do not saturate after two rounds)
-        **{name: change for seed in (1, 2)
-           for name, change in _distill_seeds(f"per-class-initial-3-with-10-class-synthetic-generate-seed-{seed}",
-                                              _session_6(sources=[*REAL, "synthetic:classes=10,sep=2.5"], episodes=36,
-                                                         generate={"seed": seed})).items()},
+        **_generation_seeds("per-class-initial-3-with-10-class-synthetic", sources=[*REAL, "synthetic:classes=10,sep=2.5"],
+                            episodes=36),
     }
 
 
@@ -464,6 +466,11 @@ def task_set(task: str) -> str:
 DRAW_SETS = ("two sets", "many-class", "spiky", "all")
 
 
+def in_draw_set(cell: str, label: str) -> bool:
+    """Whether a ``task|seed`` cell counts towards the set ``label`` of DRAW_SETS ("all" takes every cell)."""
+    return label == "all" or task_set(cell.rsplit("|", 1)[0]) == label
+
+
 def draw_groups(rows: list[dict], reference: str = SESSION_6_DEFAULT) -> list[dict]:
     """Arms run over several generation seeds, compared draw against draw.
 
@@ -483,16 +490,16 @@ def draw_groups(rows: list[dict], reference: str = SESSION_6_DEFAULT) -> list[di
     arms = {a: draws for a, draws in arms.items() if len(draws) >= 2}
     if reference not in arms:
         return []
+    ref_policy = {seed: _mean_cells(members) for seed, members in sorted(arms[reference].items())}
     out = []
     for arm, draws in arms.items():
-        policy = {seed: _mean_cells(members) for seed, members in sorted(draws.items())}
-        ref_policy = {seed: _mean_cells(members) for seed, members in sorted(arms[reference].items())}
+        policy = ref_policy if arm == reference else {seed: _mean_cells(m) for seed, m in sorted(draws.items())}
         keys = set.intersection(*(set(c) for c in [*policy.values(), *ref_policy.values()]))
         margin = _mean_cells([m for members in draws.values() for m in members], "margin")
         entry = {"arm": arm, "generation_seeds": sorted(draws),
                  "distill_seeds": [len(draws[s]) for s in sorted(draws)], "sets": {}}
         for label in DRAW_SETS:
-            cells = sorted(k for k in keys if label == "all" or task_set(k.rsplit("|", 1)[0]) == label)
+            cells = sorted(k for k in keys if in_draw_set(k, label))
             if not cells:
                 continue
             mine = [float(np.mean([c[k] for k in cells])) for c in policy.values()]

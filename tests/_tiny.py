@@ -1,7 +1,9 @@
-"""Tiny real stores and policies for CLI tests (seconds, in-process), and a payload that proves unpickling."""
+"""Tiny real stores and policies for CLI tests (seconds, in-process), a payload that proves unpickling, and
+the scripts under scripts/ loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -45,3 +47,12 @@ class Marker:
 
 def payload(marker: Path) -> bytes:
     return pickle.dumps(Marker(marker))
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"metaal_{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

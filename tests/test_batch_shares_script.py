@@ -3,12 +3,9 @@ margin batch that the replayed state proposes; random's are not."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from _tiny import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "batch_shares.py"
 TASK = "synthetic:seed=5,classes=3,dim=6,n=300,spikes=2"
 
 
@@ -18,9 +15,7 @@ def shares(tmp_path_factory):
     from metaal.learners import LearnerConfig
     from metaal.loop import LoopConfig
 
-    spec = importlib.util.spec_from_file_location("metaal_batch_shares_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("batch_shares")
     out = tmp_path_factory.mktemp("shares")
     transfer_eval(EvalConfig(tasks=[TASK], strategies=["random", "margin"], seeds=2, device="cpu",
                              loop=LoopConfig(initial=6, budget=40, query_size=5), learner=LearnerConfig(steps=20)),

@@ -3,21 +3,15 @@ and the correlations across policies; the transfer-eval runs themselves take min
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "heldout_draws.py"
+from _tiny import load_script
 
 
 @pytest.fixture(scope="module")
 def heldout():
-    spec = importlib.util.spec_from_file_location("metaal_heldout_draws_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("heldout_draws")
 
 
 def test_draw_names_follow_the_study_rows_and_the_session_6_alias(heldout):

@@ -3,20 +3,15 @@ runs themselves take minutes each and are not part of the suite."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study.py"
+from _tiny import load_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("metaal_study_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("study")
 
 
 def test_every_variant_builds_a_valid_study_on_every_tuning_set(study):
@@ -158,7 +153,7 @@ def test_the_session_6_row_is_what_metaal_run_runs(study):
 def test_the_spiky_oracle_config_evaluates_the_spiky_set(study):
     import tomllib
 
-    config = tomllib.loads((SCRIPT.parent / "configs" / "spiky_set_oracle.toml").read_text())["evaluate"]
+    config = tomllib.loads((Path(study.__file__).parent / "configs" / "spiky_set_oracle.toml").read_text())["evaluate"]
     assert config["tasks"] == study.SPIKY_TUNING_TARGETS and config["oracle"] == {"mode": "batch", "margin_pool": 5}
 
 
