@@ -5,8 +5,9 @@ distillation seeds (``…-distill-seed-N``), as ``study.draw_groups`` reads them
 `metaal run`'s held-out targets or ``--tasks`` (seeds 0-9 or ``--seeds``, budget 150, beside random and margin;
 finished runs are kept, and baseline runs are copied from ``--baselines-from`` or a finished sibling).  The script prints, per arm and
 generation seed, the policy minus margin AULC (distillation seeds averaged), the arms against the first one
-(Welch's test on draw means, as the draw table of docs/results.md), and across all the policies how each tuning
-set's policy minus margin correlates with each target's.  Nothing is chosen from these numbers: they test the
+(Welch's test on draw means, as the draw table of docs/results.md), and across all the policies how well each set
+and target agrees with itself (even against odd seeds) and how each tuning set's policy minus margin correlates
+with each target's.  Nothing is chosen from these numbers: they test the
 tuning sets, not the levers.
 
     python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_draws \\
@@ -49,14 +50,26 @@ def draw_names(arm: str, generation_seeds=(0, 1, 2), distill_seeds=(0, 1, 2), al
     return out
 
 
-def policy_minus_margin(results_dir: Path, task: str, seeds: int = HELDOUT_SEEDS) -> float:
-    """Mean over seeds of the policy's AULC less margin's, read from transfer-eval's run files."""
+def policy_minus_margin(results_dir: Path, task: str, seeds=HELDOUT_SEEDS) -> float:
+    """Mean over seeds (0..seeds-1, or the seeds listed) of the policy's AULC less margin's, from the run files."""
     from metaal.evaluate import run_path
 
     def aulc(strategy, seed):
         return json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())["aulc"]
 
-    return float(np.mean([aulc("policy", s) - aulc("margin", s) for s in range(seeds)]))
+    return float(np.mean([aulc("policy", s) - aulc("margin", s) for s in (range(seeds) if isinstance(seeds, int) else seeds)]))
+
+
+def split_half(even: list[float], odd: list[float]) -> tuple[float, float]:
+    """Pearson r (and p), across policies, of a set's policy minus margin on even against odd seeds.
+
+    Why: a correlation between a tuning set and a target is bounded by how well each agrees with itself.  If
+    one half of a target's seeds does not rank the policies as the other half does, their differences there
+    are evaluation noise, and no tuning set can be expected to predict them."""
+    from scipy import stats
+
+    r, p = stats.pearsonr(even, odd)
+    return float(r), float(p)
 
 
 def _copy_baselines(source: Path, dest: Path) -> None:
@@ -118,6 +131,7 @@ def main():
     targets = [f"mean of {len(tasks)} tasks"] if args.pool_tasks else tasks
     tuning = {label: [] for label in study.DRAW_SETS}
     heldout = {t: [] for t in targets}
+    halves = {}  # set or target -> ([even-seed values], [odd-seed values]), one entry per policy
     draws = {}
     for arm in arms:
         for g, _, name in draw_names(arm, aliases=study.DRAW_ARM_ALIASES):
@@ -130,8 +144,18 @@ def main():
             cells = row["cells"]
             for label in study.DRAW_SETS:
                 keys = [k for k in cells["policy"] if k in cells["margin"] and study.in_draw_set(k, label)]
-                tuning[label].append(float(np.mean([cells["policy"][k] - cells["margin"][k] for k in keys])))
+                tuning[label].append(float(np.mean([cells["policy"][k] - cells["margin"][k] for k in keys])) if keys
+                                     else np.nan)
+                for parity in (0, 1):
+                    half = [cells["policy"][k] - cells["margin"][k] for k in keys if int(k.rsplit("|", 1)[1]) % 2 == parity]
+                    halves.setdefault(label, ([], []))[parity].append(float(np.mean(half)) if half else np.nan)
             values = {t: policy_minus_margin(dest, t, args.seeds) for t in tasks}
+            for parity in (0, 1):
+                half = {t: policy_minus_margin(dest, t, range(parity, args.seeds, 2)) for t in tasks}
+                if args.pool_tasks:
+                    half = {targets[0]: float(np.mean(list(half.values())))}
+                for t, value in half.items():
+                    halves.setdefault(t, ([], []))[parity].append(value)
             if args.pool_tasks:
                 values = {targets[0]: float(np.mean(list(values.values())))}
             for t, value in values.items():
@@ -147,6 +171,13 @@ def main():
             p = stats.ttest_ind(means, ref, equal_var=False).pvalue
             line += f" | vs {arms[0]} {np.mean(means) - np.mean(ref):+.4f} (Welch p = {p:.2f})"
         print(line)
+    print(f"across the {len(heldout[targets[0]])} policies: split-half reliability, policy minus margin on even "
+          "against odd seeds (sets without runs for every policy are left out)")
+    for label, (even, odd) in halves.items():
+        if not np.isnan(even).any() and not np.isnan(odd).any():
+            r, p = split_half(even, odd)
+            print(f"{label}: r = {r:+.2f} (p = {p:.2f})")
+    tuning = {label: x for label, x in tuning.items() if not np.isnan(x).any()}
     print(f"across the {len(heldout[targets[0]])} policies: tuning set's policy minus margin against the target's")
     for c in correlations(tuning, heldout):
         print(f"{c['target']} ~ {c['set']}: Pearson r = {c['pearson']:+.2f} (p = {c['p']:.2f}), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from _tiny import load_script
 
@@ -46,3 +47,24 @@ def test_correlations_across_policies(heldout):
     assert rows[("digits", "two sets")]["spearman"] == pytest.approx(1.0)
     assert rows[("digits", "spiky")]["spearman"] == pytest.approx(-1.0)
     assert 0.9 < rows[("digits", "two sets")]["pearson"] < 1.0
+
+
+def test_split_half_reliability_tells_signal_from_noise(heldout):
+    rng = np.random.default_rng(0)
+    quality = rng.normal(0, 0.01, 30)  # a real per-policy difference, seen by both halves
+    r, p = heldout.split_half(list(quality + rng.normal(0, 0.001, 30)), list(quality + rng.normal(0, 0.001, 30)))
+    assert r > 0.9 and p < 0.001
+    r, _ = heldout.split_half(list(rng.normal(0, 0.01, 30)), list(rng.normal(0, 0.01, 30)))  # noise only
+    assert abs(r) < 0.5
+
+
+def test_policy_minus_margin_takes_a_list_of_seeds(heldout, tmp_path):
+    from metaal.evaluate import run_path
+
+    for seed, (policy, margin) in enumerate([(0.8, 0.7), (0.6, 0.7), (0.9, 0.7)]):
+        for strategy, aulc in (("policy", policy), ("margin", margin)):
+            path = run_path(tmp_path, "sklearn:iris", strategy, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"aulc": aulc}))
+    assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", [0, 2]) == pytest.approx(0.15)
+    assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", 3) == pytest.approx(0.2 / 3)
