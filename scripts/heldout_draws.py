@@ -60,6 +60,18 @@ def policy_minus_margin(results_dir: Path, task: str, seeds=HELDOUT_SEEDS) -> fl
     return float(np.mean([aulc("policy", s) - aulc("margin", s) for s in (range(seeds) if isinstance(seeds, int) else seeds)]))
 
 
+def round_gaps(results_dir: Path, task: str, seeds=HELDOUT_SEEDS) -> np.ndarray:
+    """Policy minus margin test accuracy after each round (round 0 = the shared initial set), mean over seeds:
+    where along the curve an AULC gap arises."""
+    from metaal.evaluate import run_path
+
+    def accuracy(strategy, seed):
+        return np.asarray(json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())["accuracy"])
+
+    seeds = range(seeds) if isinstance(seeds, int) else seeds
+    return np.mean([accuracy("policy", s) - accuracy("margin", s) for s in seeds], axis=0)
+
+
 def split_half(even: list[float], odd: list[float]) -> tuple[float, float]:
     """Pearson r (and p), across policies, of a set's policy minus margin on even against odd seeds.
 
@@ -126,12 +138,18 @@ def main():
     ap.add_argument("--pool-tasks", action="store_true",
                     help="report the mean over the tasks as one target instead of each task")
     args = ap.parse_args()
+    import torch
+
+    # One thread, as study.py's workers: two of these side by side on 2 cores with torch's default threads ran
+    # 40x slower (1 min instead of 1.5 s per digits run, session 11); these small MLPs gain little from more
+    torch.set_num_threads(1)
     study = _load_study()
     out, arms, tasks = Path(args.out), args.arms.split(","), args.tasks.split(",")
     targets = [f"mean of {len(tasks)} tasks"] if args.pool_tasks else tasks
     tuning = {label: [] for label in study.DRAW_SETS}
     heldout = {t: [] for t in targets}
     halves = {}  # set or target -> ([even-seed values], [odd-seed values]), one entry per policy
+    gaps = {}  # (arm, task) -> per-round gap of each policy
     draws = {}
     for arm in arms:
         for g, _, name in draw_names(arm, aliases=study.DRAW_ARM_ALIASES):
@@ -150,6 +168,8 @@ def main():
                     half = [cells["policy"][k] - cells["margin"][k] for k in keys if int(k.rsplit("|", 1)[1]) % 2 == parity]
                     halves.setdefault(label, ([], []))[parity].append(float(np.mean(half)) if half else np.nan)
             values = {t: policy_minus_margin(dest, t, args.seeds) for t in tasks}
+            for t in tasks:
+                gaps.setdefault((arm, t), []).append(round_gaps(dest, t, args.seeds))
             for parity in (0, 1):
                 half = {t: policy_minus_margin(dest, t, range(parity, args.seeds, 2)) for t in tasks}
                 if args.pool_tasks:
@@ -171,6 +191,9 @@ def main():
             p = stats.ttest_ind(means, ref, equal_var=False).pvalue
             line += f" | vs {arms[0]} {np.mean(means) - np.mean(ref):+.4f} (Welch p = {p:.2f})"
         print(line)
+    print("policy minus margin test accuracy per round (round 0 first), mean over the arm's policies and the seeds")
+    for (arm, t), curves in gaps.items():
+        print(f"{arm} | {t} | {' '.join(f'{g:+.3f}' for g in np.mean(curves, axis=0))}")
     print(f"across the {len(heldout[targets[0]])} policies: split-half reliability, policy minus margin on even "
           "against odd seeds (sets without runs for every policy are left out)")
     for label, (even, odd) in halves.items():

@@ -68,3 +68,14 @@ def test_policy_minus_margin_takes_a_list_of_seeds(heldout, tmp_path):
             path.write_text(json.dumps({"aulc": aulc}))
     assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", [0, 2]) == pytest.approx(0.15)
     assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", 3) == pytest.approx(0.2 / 3)
+
+
+def test_round_gaps_average_the_accuracy_difference_per_round(heldout, tmp_path):
+    from metaal.evaluate import run_path
+
+    for seed, (policy, margin) in enumerate([([0.5, 0.6, 0.9], [0.5, 0.7, 0.8]), ([0.4, 0.6, 0.7], [0.4, 0.8, 0.7])]):
+        for strategy, accuracy in (("policy", policy), ("margin", margin)):
+            path = run_path(tmp_path, "sklearn:iris", strategy, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"accuracy": accuracy}))
+    assert heldout.round_gaps(tmp_path, "sklearn:iris", 2) == pytest.approx([0.0, -0.15, 0.05])
