@@ -38,7 +38,10 @@ def batch_shares(results: str | Path, strategy: str, tasks: list[str], seeds: li
     total = collections.Counter()
     for task_spec in tasks:
         for seed in seeds:
-            run = json.loads(run_path(results, task_spec, strategy, seed).read_text())
+            path = run_path(results, task_spec, strategy, seed)
+            run = json.loads(path.read_text())
+            if "queried" not in run:  # written before transfer-eval recorded the picks (session 6)
+                raise SystemExit(f"{path} does not record the queried items: rerun transfer-eval into a new --out")
             task = load_task(task_spec, seed, split, min_pool=loop.initial + loop.budget)
             state = new_state(task, learner, loop, seed=seed, device="cpu")
             for r, picked in enumerate(run["queried"], start=1):

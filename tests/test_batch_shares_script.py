@@ -20,7 +20,7 @@ def shares(tmp_path_factory):
     transfer_eval(EvalConfig(tasks=[TASK], strategies=["random", "margin"], seeds=2, device="cpu",
                              loop=LoopConfig(initial=6, budget=40, query_size=5), learner=LearnerConfig(steps=20)),
                   out, progress=False)
-    return {s: module.batch_shares(out, s, [TASK], [0, 1]) for s in ("margin", "random")}
+    return {"out": out, "module": module, **{s: module.batch_shares(out, s, [TASK], [0, 1]) for s in ("margin", "random")}}
 
 
 def test_margin_runs_replay_to_margin_batches_in_every_phase(shares):
@@ -33,3 +33,19 @@ def test_margin_runs_replay_to_margin_batches_in_every_phase(shares):
 
 def test_random_picks_are_mostly_outside_margins_batch(shares):
     assert max(row["margin"] for row in shares["random"].values()) < 0.5
+
+
+def test_a_run_file_without_recorded_picks_is_a_clear_error(shares, tmp_path):
+    import json
+    import shutil
+
+    from metaal.evaluate import run_path
+
+    old = tmp_path / "old"
+    shutil.copytree(shares["out"], old)
+    path = run_path(old, TASK, "margin", 0)
+    run = json.loads(path.read_text())
+    del run["queried"]  # as transfer-eval wrote it before session 6
+    path.write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="does not record the queried items"):
+        shares["module"].batch_shares(old, "margin", [TASK], [0])
