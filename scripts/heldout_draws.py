@@ -50,26 +50,22 @@ def draw_names(arm: str, generation_seeds=(0, 1, 2), distill_seeds=(0, 1, 2), al
     return out
 
 
-def policy_minus_margin(results_dir: Path, task: str, seeds=HELDOUT_SEEDS) -> float:
-    """Mean over seeds (0..seeds-1, or the seeds listed) of the policy's AULC less margin's, from the run files."""
+def seed_differences(results_dir: Path, task: str, seeds: int = HELDOUT_SEEDS) -> tuple[np.ndarray, np.ndarray]:
+    """Policy minus margin per seed 0..seeds-1, from transfer-eval's run files (each read once): the AULC (seeds,)
+    and the test accuracy after each round (seeds, rounds; round 0 = the shared initial set)."""
     from metaal.evaluate import run_path
 
-    def aulc(strategy, seed):
-        return json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())["aulc"]
+    def run(strategy, seed):
+        return json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())
 
-    return float(np.mean([aulc("policy", s) - aulc("margin", s) for s in (range(seeds) if isinstance(seeds, int) else seeds)]))
+    pairs = [(run("policy", s), run("margin", s)) for s in range(seeds)]
+    return (np.array([p["aulc"] - m["aulc"] for p, m in pairs]),
+            np.array([np.subtract(p["accuracy"], m["accuracy"]) for p, m in pairs]))
 
 
-def round_gaps(results_dir: Path, task: str, seeds=HELDOUT_SEEDS) -> np.ndarray:
-    """Policy minus margin test accuracy after each round (round 0 = the shared initial set), mean over seeds:
-    where along the curve an AULC gap arises."""
-    from metaal.evaluate import run_path
-
-    def accuracy(strategy, seed):
-        return np.asarray(json.loads(run_path(Path(results_dir), task, strategy, seed).read_text())["accuracy"])
-
-    seeds = range(seeds) if isinstance(seeds, int) else seeds
-    return np.mean([accuracy("policy", s) - accuracy("margin", s) for s in seeds], axis=0)
+def policy_minus_margin(results_dir: Path, task: str, seeds: int = HELDOUT_SEEDS) -> float:
+    """Mean over seeds 0..seeds-1 of the policy's AULC less margin's."""
+    return float(seed_differences(results_dir, task, seeds)[0].mean())
 
 
 def split_half(even: list[float], odd: list[float]) -> tuple[float, float]:
@@ -167,11 +163,12 @@ def main():
                 for parity in (0, 1):
                     half = [cells["policy"][k] - cells["margin"][k] for k in keys if int(k.rsplit("|", 1)[1]) % 2 == parity]
                     halves.setdefault(label, ([], []))[parity].append(float(np.mean(half)) if half else np.nan)
-            values = {t: policy_minus_margin(dest, t, args.seeds) for t in tasks}
-            for t in tasks:
-                gaps.setdefault((arm, t), []).append(round_gaps(dest, t, args.seeds))
+            differences = {t: seed_differences(dest, t, args.seeds) for t in tasks}
+            values = {t: float(aulc.mean()) for t, (aulc, _) in differences.items()}
+            for t, (_, accuracy) in differences.items():
+                gaps.setdefault((arm, t), []).append(accuracy.mean(axis=0))
             for parity in (0, 1):
-                half = {t: policy_minus_margin(dest, t, range(parity, args.seeds, 2)) for t in tasks}
+                half = {t: float(aulc[parity::2].mean()) for t, (aulc, _) in differences.items()}
                 if args.pool_tasks:
                     half = {targets[0]: float(np.mean(list(half.values())))}
                 for t, value in half.items():

@@ -35,7 +35,7 @@ class RSet:
     also: tuple[str, ...] = ()  # further members with the same columns, appended (Pima's two halves)
 
 
-# session 11: the real tuning set (never sources) and the real sources of the `real-sources` lever
+# session 11; study.py decides their roles (REAL_TUNING_TARGETS, R_SOURCES)
 R_SETS: dict[str, RSet] = {
     "fgl": RSet("MASS/fgl.csv", ("type",)),  # forensic glass, 6 types, 214 rows
     "galton": RSet("HistData/GaltonFamilies.csv", ("gender",), drop=("family",)),  # child's sex from heights, 934
@@ -45,8 +45,6 @@ R_SETS: dict[str, RSet] = {
     "pima": RSet("MASS/Pima.tr.csv", ("type",), also=("MASS/Pima.te.csv",)),  # diabetes, 2 classes, 532
     "mode": RSet("Ecdat/Mode.csv", ("choice",)),  # travel mode chosen, 4 classes, 453
 }
-REAL_TUNING = ("fgl", "galton", "fishing", "pbc")
-REAL_SOURCES = ("crabs", "pima", "mode")
 
 
 def archive_path() -> Path:

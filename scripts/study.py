@@ -350,11 +350,11 @@ def run_variant(args) -> dict:
         policy_dir = out / "policy"
     meta = json.loads((policy_dir / "metaal-policy.json").read_text())
     row = {"name": name, "change": change, "results": results, "validation": meta.get("validation")}
+    if baselines_from and extra_sets:  # a sibling may have finished these sets' baselines while this variant generated
+        reuse_baselines(Path(baselines_from), out)
     for key in extra_sets:
         from metaal.evaluate import transfer_eval
 
-        if baselines_from:  # a sibling may have finished this set's baselines while this variant generated
-            reuse_baselines(Path(baselines_from), out)
         targets, results = EXTRA_SETS[key]
         evaluate = build(name, change, episodes, seeds, targets).evaluate
         row[key] = transfer_eval(replace(evaluate, policy=str(policy_dir)), out / results, progress=False)

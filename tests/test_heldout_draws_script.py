@@ -35,7 +35,7 @@ def test_policy_minus_margin_reads_transfer_evals_run_files(heldout, tmp_path):
         for strategy, aulc in (("policy", policy), ("margin", margin)):
             path = run_path(tmp_path, "sklearn:digits", strategy, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"aulc": aulc}))
+            path.write_text(json.dumps({"aulc": aulc, "accuracy": [0.5, aulc]}))  # as transfer-eval writes both
     assert heldout.policy_minus_margin(tmp_path, "sklearn:digits", seeds=2) == pytest.approx(0.025)
     with pytest.raises(FileNotFoundError):
         heldout.policy_minus_margin(tmp_path, "sklearn:digits", seeds=3)
@@ -58,24 +58,19 @@ def test_split_half_reliability_tells_signal_from_noise(heldout):
     assert abs(r) < 0.5
 
 
-def test_policy_minus_margin_takes_a_list_of_seeds(heldout, tmp_path):
+def test_seed_differences_give_aulc_and_per_round_accuracy_per_seed(heldout, tmp_path):
     from metaal.evaluate import run_path
 
-    for seed, (policy, margin) in enumerate([(0.8, 0.7), (0.6, 0.7), (0.9, 0.7)]):
-        for strategy, aulc in (("policy", policy), ("margin", margin)):
+    runs = [((0.8, [0.5, 0.6, 0.9]), (0.7, [0.5, 0.7, 0.8])), ((0.6, [0.4, 0.6, 0.7]), (0.7, [0.4, 0.8, 0.7])),
+            ((0.9, [0.4, 0.9, 0.9]), (0.7, [0.4, 0.7, 0.7]))]
+    for seed, pair in enumerate(runs):
+        for strategy, (aulc, accuracy) in zip(("policy", "margin"), pair):
             path = run_path(tmp_path, "sklearn:iris", strategy, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"aulc": aulc}))
-    assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", [0, 2]) == pytest.approx(0.15)
+            path.write_text(json.dumps({"aulc": aulc, "accuracy": accuracy}))
+    aulc, accuracy = heldout.seed_differences(tmp_path, "sklearn:iris", 3)
+    assert aulc == pytest.approx([0.1, -0.1, 0.2])
+    assert aulc[0::2].mean() == pytest.approx(0.15)  # the even-seed half main() pairs with the odd one
+    assert accuracy.shape == (3, 3) and accuracy[:2].mean(axis=0) == pytest.approx([0.0, -0.15, 0.05])
+    assert heldout.seed_differences(tmp_path, "sklearn:iris", 2)[0] == pytest.approx([0.1, -0.1])
     assert heldout.policy_minus_margin(tmp_path, "sklearn:iris", 3) == pytest.approx(0.2 / 3)
-
-
-def test_round_gaps_average_the_accuracy_difference_per_round(heldout, tmp_path):
-    from metaal.evaluate import run_path
-
-    for seed, (policy, margin) in enumerate([([0.5, 0.6, 0.9], [0.5, 0.7, 0.8]), ([0.4, 0.6, 0.7], [0.4, 0.8, 0.7])]):
-        for strategy, accuracy in (("policy", policy), ("margin", margin)):
-            path = run_path(tmp_path, "sklearn:iris", strategy, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"accuracy": accuracy}))
-    assert heldout.round_gaps(tmp_path, "sklearn:iris", 2) == pytest.approx([0.0, -0.15, 0.05])

@@ -64,3 +64,10 @@ def test_a_missing_member_is_a_clear_error(rdata, tmp_path):
     archive = _archive(tmp_path / "resources.tar.gz", {"MASS/crabs.csv": CRABS})
     with pytest.raises(SystemExit, match="fgl.csv is not in"):
         rdata.write_sets(tmp_path / "out", ["fgl"], archive=archive)
+
+
+def test_every_r_task_the_study_names_is_one_this_script_writes(rdata):
+    study = load_script("study")
+    for spec in [*study.REAL_TUNING_TARGETS, *study.R_SOURCES]:
+        prefix, name = f"npz:{study.RDATA_DIR}/", spec.rsplit("/", 1)[-1].removesuffix(".npz")
+        assert spec == f"{prefix}{name}.npz" and name in rdata.R_SETS, spec
