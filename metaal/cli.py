@@ -206,8 +206,8 @@ def transfer_eval(ctx, **p):
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
-                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr", "oracle_chunk",
-                 "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_repeats", "oracle_steps", "oracle_lr",
+                 "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
                  "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
 
@@ -228,6 +228,8 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
               help="What the expert maximises: the validation loss gain, or the accuracy gain (loss breaking ties).")
 @click.option("--oracle-margin-pool", type=int, default=0, show_default=True,
               help="Batch oracle: draw the heuristics' batches from the M x query-size smallest-margin items (0: all).")
+@click.option("--oracle-repeats", type=int, default=1, show_default=True,
+              help="Batch oracle: retrains averaged per batch (a less noisy expert; R times the oracle's cost).")
 @click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
@@ -265,7 +267,7 @@ def generate(ctx, **p):
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
               "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
-              "margin_pool": p["oracle_margin_pool"]}
+              "margin_pool": p["oracle_margin_pool"], "repeats": p["oracle_repeats"]}
     config = GenerateConfig(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],

@@ -36,7 +36,7 @@ _INTS = ("a list of integers", lambda v: isinstance(v, list) and all(isinstance(
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
-                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
+                     "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "oracle_chunk", "train_steps", "workers", "steps",
                      "batch_size", "hidden", "ensemble", "policy_candidates", "policy_shortlist", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run",
                      "policy_margin_prior"), _NUM),

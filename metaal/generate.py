@@ -148,7 +148,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
             batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
-                                                              metric=oracle.metric)
+                                                              metric=oracle.metric, repeats=int(oracle.repeats))
             k_eff = len(cands)
         else:
             cands = propose_candidates(state, k_eff, oracle.proposals)

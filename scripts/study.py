@@ -49,6 +49,7 @@ EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
+ORACLE_REPEATS_3 = {"mode": "batch", "margin_pool": 5, "repeats": 3}  # session 12: the whole oracle table (it replaces)
 SOURCE_SPLIT_35 = {"test_fraction": 0.05, "val_fraction": 0.35}  # session 9: about twice the sources' validation items
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
 
@@ -268,6 +269,12 @@ def variants() -> dict[str, dict]:
         # Judged on the real tuning set (--real-set), which shares no data set with them
         **_distill_seeds("per-class-initial-3-with-r-sources", _session_6(sources=[*REAL, *R_SOURCES], episodes=40)),
         **_generation_seeds("per-class-initial-3-with-r-sources", sources=[*REAL, *R_SOURCES], episodes=40),
+        # session 12: each heuristic batch's gain averaged over three retrains (--oracle-repeats 3).  The loop's own
+        # retrain of a batch differs from the oracle's only in minibatch order and dropout, yet on small validation
+        # splits that alone can decide which batch "wins"; a label-free policy cannot predict such wins, so one retrain
+        # per batch teaches it noise.  Aimed at the first rounds, where the policy trails margin on every family
+        **_distill_seeds("per-class-initial-3-oracle-repeats-3", _session_6(generate={"oracle": ORACLE_REPEATS_3})),
+        **_generation_seeds("per-class-initial-3-oracle-repeats-3", generate={"oracle": ORACLE_REPEATS_3}),
     }
 
 

@@ -142,15 +142,42 @@ def test_horizon_two_judges_a_batch_after_a_margin_round(state):
         OracleConfig(mode="batch", horizon=0)
 
 
-def test_generate_oracle_horizon_option(tmp_path):
+def test_repeats_average_the_gains_of_retrains_with_other_round_seeds(state):
+    from metaal.oracle.batch import REPEAT_SEED_STRIDE, batch_gains
+
+    task = state.task
+    Xv, yv = task.X[task.val], task.y[task.val]
+    batches = heuristic_batches(state, 5)
+    one = batch_gains(state, batches, Xv, yv, round_seed=1)
+    assert batch_gains(state, batches, Xv, yv, round_seed=1, repeats=1) == one  # the default is one retrain
+    other = batch_gains(state, batches, Xv, yv, round_seed=1 + REPEAT_SEED_STRIDE)
+    three = batch_gains(state, batches, Xv, yv, round_seed=1, repeats=3)
+    assert three == batch_gains(state, batches, Xv, yv, round_seed=1, repeats=3)  # deterministic
+    assert three != one
+    for name in batches:
+        two = batch_gains(state, {name: batches[name]}, Xv, yv, round_seed=1, repeats=2)[name]
+        assert two == pytest.approx(((one[name][0] + other[name][0]) / 2, (one[name][1] + other[name][1]) / 2), abs=1e-9)
+    with pytest.raises(MetaalError, match="repeats"):
+        OracleConfig(mode="batch", repeats=0)
+    with pytest.raises(MetaalError, match="batch oracle only"):
+        OracleConfig(mode="retrain", repeats=2)
+    assert "repeats" not in OracleConfig(mode="batch").to_dict()  # stores written before the option keep their identity
+    assert OracleConfig(mode="batch", repeats=3).to_dict()["repeats"] == 3
+
+
+@pytest.mark.parametrize("option, key, bad, message", [
+    ("--oracle-horizon", "horizon", ["--oracle", "batch", "--oracle-horizon", "0"], "horizon"),
+    ("--oracle-repeats", "repeats", ["--oracle-repeats", "2"], "batch oracle only"),  # the default oracle is finetune
+])
+def test_generate_batch_oracle_options_are_recorded_and_checked(tmp_path, option, key, bad, message):
     from metaal.store import read_trajectories
 
-    out = tmp_path / "h.zarr"
-    r = generate_batch(out, "--oracle-horizon", "2", task="sklearn:iris", budget=3, train_steps=10)
+    out = tmp_path / "o.zarr"
+    r = generate_batch(out, option, "2", task="sklearn:iris", budget=3, train_steps=10)
     assert r.exit_code == 0, r.output
-    assert read_trajectories(str(out)).attrs["oracle"]["horizon"] == 2
-    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-horizon", "0", "--out", str(tmp_path / "x.zarr")])
-    assert bad.exit_code == 2 and "horizon" in bad.output
+    assert read_trajectories(str(out)).attrs["oracle"][key] == 2
+    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", *bad, "--out", str(tmp_path / "x.zarr")])
+    assert r.exit_code == 2 and message in r.output
 
 
 def test_accuracy_metric_picks_the_batch_with_the_best_accuracy_gain(state):

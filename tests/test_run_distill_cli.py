@@ -121,6 +121,18 @@ def test_run_config_sets_the_policy_margin_prior_and_checks_its_type(tmp_path):
     assert r.exit_code == 2 and "policy-margin-prior must be a number" in r.output, r.output
 
 
+def test_run_config_sets_the_oracle_repeats(tmp_path):
+    from metaal.run import study_from_file
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[generate]\noracle_repeats = 3\n")
+    study = study_from_file(str(cfg))
+    assert study.generate.oracle_config().repeats == 3 and study.generate.oracle_config().mode == "batch"
+    cfg.write_text("[generate]\noracle_repeats = 1.5\n")
+    r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "oracle_repeats" in r.output.replace("-", "_"), r.output
+
+
 def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
     import shutil
 

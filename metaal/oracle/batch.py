@@ -59,12 +59,18 @@ def max_candidates(n: int) -> int:
     return len(BATCH_PROPOSERS) * int(n)
 
 
+REPEAT_SEED_STRIDE = 1_000_003  # repeat k retrains with round_seed + k * stride: never another round's seed
+
+
 def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed: int,
-                horizon: int = 1) -> dict[str, tuple[float, float]]:
+                horizon: int = 1, repeats: int = 1) -> dict[str, tuple[float, float]]:
     """(validation loss gain, accuracy gain) of retraining with each batch added, vs the learner as it is.
 
     ``horizon`` > 1: after the batch, ``horizon - 1`` more rounds of margin sampling (same batch size,
     retrained the same way) before measuring, so a batch is also judged by what it sets up.
+    ``repeats`` > 1: the gains are averaged over that many retrains (minibatch order and dropout from
+    ``round_seed``, then ``round_seed + k * REPEAT_SEED_STRIDE``).  Why: with one retrain the winning
+    batch is partly the one that got a lucky training run, which no label-free feature can predict.
     """
     import torch
     import torch.nn.functional as F
@@ -82,35 +88,42 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
     X, y, lab = state.task.X, state.task.y, state.labelled
     out = {}
     pool = state.task.pool
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     for name, batch in batches.items():
-        trial = copy.deepcopy(learner)
-        rows = np.concatenate([lab, batch])
-        trial.fit(X[rows], y[rows], round_seed=round_seed)
-        for extra in range(1, horizon):  # margin follow-up rounds
-            rest = np.setdiff1d(pool, rows)
-            if len(rest) == 0:
-                break
-            margin = scores.margin(trial.predict_proba(X[rest]))
-            rows = np.concatenate([rows, rest[np.argsort(margin, kind="stable")[: len(batch)]]])
-            trial.fit(X[rows], y[rows], round_seed=round_seed + extra)
-        loss, acc = stats(trial)
-        out[name] = (loss0 - loss, acc - acc0)
+        gains = []
+        for k in range(int(repeats)):
+            seed = round_seed + k * REPEAT_SEED_STRIDE
+            trial = copy.deepcopy(learner)
+            rows = np.concatenate([lab, batch])
+            trial.fit(X[rows], y[rows], round_seed=seed)
+            for extra in range(1, horizon):  # margin follow-up rounds
+                rest = np.setdiff1d(pool, rows)
+                if len(rest) == 0:
+                    break
+                margin = scores.margin(trial.predict_proba(X[rest]))
+                rows = np.concatenate([rows, rest[np.argsort(margin, kind="stable")[: len(batch)]]])
+                trial.fit(X[rows], y[rows], round_seed=seed + extra)
+            loss, acc = stats(trial)
+            gains.append((loss0 - loss, acc - acc0))
+        out[name] = (float(np.mean([g[0] for g in gains])), float(np.mean([g[1] for g in gains])))
     return out
 
 
 def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1,
-                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss"):
+                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss", repeats: int = 1):
     """Candidates (sorted union of the proposers' batches) and each one's best containing batch's gains.
 
     Returns ``(candidates, loss_gain, acc_gain, per_batch)``; gains are float32, per_batch maps a
     proposer to its (loss gain, accuracy gain).  Ties between batches are broken by proposer order.
     ``batches``: the proposers' batches if the caller already drew them (default: drawn here from ``pool``).
     ``metric``: which batch is "best" (``expert_key``: the loss gain, or the accuracy gain with loss breaking ties).
+    ``repeats``: retrains averaged per batch (``batch_gains``).
     """
     from metaal.oracle.lookahead import expert_key
 
     batches = heuristic_batches(state, n, pool) if batches is None else batches
-    per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon)
+    per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, repeats)
     cands = union_candidates(batches)
     names = [name for name in BATCH_PROPOSERS if name in per_batch]
     key = dict(zip(names, expert_key([per_batch[k][0] for k in names], [per_batch[k][1] for k in names], metric)))

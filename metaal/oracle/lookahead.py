@@ -96,6 +96,7 @@ class OracleConfig:
     horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
     metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
     margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
+    repeats: int = 1  # batch mode: retrains averaged per batch (oracle.batch.batch_gains)
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -118,6 +119,10 @@ class OracleConfig:
             raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
         if self.margin_pool and self.mode != "batch":
             raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
+        if int(self.repeats) < 1:
+            raise MetaalError(f"oracle repeats must be at least 1, got {self.repeats}")
+        if int(self.repeats) > 1 and self.mode != "batch":
+            raise MetaalError("repeats applies to the batch oracle only (--oracle batch)")
         if self.metric not in ORACLE_METRICS:
             raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
         if self.metric == "accuracy" and self.mode == "first-order":
@@ -126,7 +131,10 @@ class OracleConfig:
             raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if int(d["repeats"]) == 1:  # the default: stores written before the option existed keep their identity
+            d.pop("repeats")
+        return d
 
 
 @dataclass
@@ -573,7 +581,8 @@ class OracleStrategy(Strategy):
             pool = uncertain_pool(state, n, int(self.config.margin_pool), self._candidates(state, n, candidates))
             cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
                                                             round_seed=state.round + 1, pool=pool,
-                                                            horizon=int(self.config.horizon), metric=self.config.metric)
+                                                            horizon=int(self.config.horizon), metric=self.config.metric,
+                                                            repeats=int(self.config.repeats))
             self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
             return cands[np.argsort(-expert_key(loss_gain, acc_gain, self.config.metric), kind="stable")[:n]]
         if candidates is None:
