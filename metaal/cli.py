@@ -322,9 +322,11 @@ def inspect(path, trust_pickle):
 @click.option("--choice", type=click.Choice(["items", "batch"]), default="items", show_default=True,
               help="How the policy builds a batch: items one by one by score, or (batch-oracle stores) the heuristic "
                    "batch whose items score highest on average.")
-@click.option("--count-context", type=click.Choice(["raw", "per-class"]), default="raw", show_default=True,
+@click.option("--count-context", type=click.Choice(["raw", "per-class", "per-class-with-classes"]), default="raw",
+              show_default=True,
               help="The label count the policy sees: as stored, or per-class: log((1 + labelled) / classes) in place "
-                   "of log_labelled, with log_classes held at 0 (generalises across class counts).")
+                   "of log_labelled, with log_classes held at 0 (generalises across class counts); "
+                   "per-class-with-classes keeps log_classes (for sources with several class counts).")
 @click.option("--ensemble", type=int, default=1, show_default=True,
               help="gain: train N scorers from different seeds and score with their mean (steadier than one).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")

@@ -130,8 +130,8 @@ class DistillConfig:
         features.feature_columns(self.drop_features)  # unknown names are errors
         if self.count_context not in features.COUNT_CONTEXTS:
             raise MetaalError(f"unknown count context '{self.count_context}' (choose from {', '.join(features.COUNT_CONTEXTS)})")
-        if self.count_context == "per-class" and "log_labelled" in self.drop_features:
-            raise MetaalError("count_context 'per-class' puts the per-class count in log_labelled's column: "
+        if self.count_context.startswith("per-class") and "log_labelled" in self.drop_features:
+            raise MetaalError(f"count_context '{self.count_context}' puts the per-class count in log_labelled's column: "
                               "do not drop log_labelled as well")
 
     def to_dict(self) -> dict:

@@ -49,6 +49,7 @@ EXTRA_SETS = {"second": (SECOND_TUNING_TARGETS, "results-second"), "many": (MANY
 STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "badge"]
 REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
+TEN_CLASS_SOURCES = [*REAL, "synthetic:classes=10,sep=2.5"]  # session 7's sources with ten-class synthetic tasks
 ORACLE_REPEATS_3 = {"mode": "batch", "margin_pool": 5, "repeats": 3}  # session 12: the whole oracle table (it replaces)
 SOURCE_SPLIT_35 = {"test_fraction": 0.05, "val_fraction": 0.35}  # session 9: about twice the sources' validation items
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
@@ -113,12 +114,12 @@ def _distill_seeds(name: str, change: dict) -> dict[str, dict]:
     return out
 
 
-def _generation_seeds(name: str, sources=None, episodes=None, generate=None) -> dict[str, dict]:
+def _generation_seeds(name: str, sources=None, episodes=None, generate=None, distill=None) -> dict[str, dict]:
     """``name-generate-seed-1``/``-2``, each with its distillation seeds: the session-6-based lever with these
     changes on stores written with another generation seed (its draws, for ``draw_groups``)."""
     return {row: change for seed in (1, 2)
             for row, change in _distill_seeds(f"{name}-generate-seed-{seed}", _session_6(
-                sources=sources, episodes=episodes, generate={**(generate or {}), "seed": seed})).items()}
+                distill, sources=sources, episodes=episodes, generate={**(generate or {}), "seed": seed})).items()}
 
 
 def variants() -> dict[str, dict]:
@@ -207,7 +208,7 @@ def variants() -> dict[str, dict]:
         # per-class state of digits' first rounds, drawn from another family than the many-class tuning set
         # (clusters, imbalance, noise and dimension are drawn, not fixed)
         **_distill_seeds("margin-pool-5-no-count-context-with-10-class-synthetic",
-                         _no_count(sources=[*REAL, "synthetic:classes=10,sep=2.5"], generate={"episodes": 36})),
+                         _no_count(sources=TEN_CLASS_SOURCES, generate={"episodes": 36})),
         # the label count per class (distill --count-context per-class: log((1 + labelled) / classes)) instead of
         # no count at all; extra_initial: the same episodes also from 3 labels into a second store distilled with
         # the first (metaal.run.Study.extra_initial), so that the sources span one to twenty labels per class
@@ -235,7 +236,7 @@ def variants() -> dict[str, dict]:
         # class the policy can place a ten-class state among the three-class ones, which session 6's no-count
         # version of this lever could not; the spiky set's gap lies on its two ten-class tasks
         **_distill_seeds("per-class-initial-3-with-10-class-synthetic",
-                         _session_6(sources=[*REAL, "synthetic:classes=10,sep=2.5"], episodes=36)),
+                         _session_6(sources=TEN_CLASS_SOURCES, episodes=36)),
         # session 8, deployment only (the session-6 default's stores and policies): a prior towards margin's own batch
         # (transfer-eval --policy-margin-prior W adds W to the rank-percentile score of its items).  Late on the spiky
         # set the oracle's winning batches spread evenly over the heuristics: a choice the features may not predict,
@@ -261,7 +262,7 @@ def variants() -> dict[str, dict]:
         # against draw with the rows above (draw_groups: the store, not the evaluation cell, is the unit)
         **_generation_seeds("per-class-initial-3-source-val-35", generate={"split": SOURCE_SPLIT_35}),
         # and session 7's ten-class synthetic sources (harder sources that do not saturate after two rounds)
-        **_generation_seeds("per-class-initial-3-with-10-class-synthetic", sources=[*REAL, "synthetic:classes=10,sep=2.5"],
+        **_generation_seeds("per-class-initial-3-with-10-class-synthetic", sources=TEN_CLASS_SOURCES,
                             episodes=36),
         # session 11: three more real sources (R data sets: crabs, Pima, travel mode; 2-4 classes, 200-532 items) beside
         # wine and iris, 40 episodes (8 per source; wine and iris get 12 each in the default): real structure beyond
@@ -275,6 +276,14 @@ def variants() -> dict[str, dict]:
         # per batch teaches it noise.  Aimed at the first rounds, where the policy trails margin on every family
         **_distill_seeds("per-class-initial-3-oracle-repeats-3", _session_6(generate={"oracle": ORACLE_REPEATS_3})),
         **_generation_seeds("per-class-initial-3-oracle-repeats-3", generate={"oracle": ORACLE_REPEATS_3}),
+        # session 12: the ten-class synthetic sources of session 7 (the same stores) with the class count visible beside
+        # the per-class count (--count-context per-class-with-classes).  With the class count held at 0, one label per
+        # class on digits looks like one label per class on wine, where the expert's early batches are mostly coreset's
+        # and BADGE's; the ten-class sources can teach a different first-round choice only if the policy can tell them apart
+        **_distill_seeds("per-class-initial-3-with-10-class-synthetic-class-count",
+                         _session_6({"count_context": "per-class-with-classes"}, sources=TEN_CLASS_SOURCES, episodes=36)),
+        **_generation_seeds("per-class-initial-3-with-10-class-synthetic-class-count", sources=TEN_CLASS_SOURCES, episodes=36,
+                            distill={"count_context": "per-class-with-classes"}),
     }
 
 

@@ -558,3 +558,21 @@ def test_per_class_count_context_is_the_same_transform_in_training_and_in_use(to
         distill(toy, small_config("gain", count_context="per-class", drop_features=["log_labelled"]), tmp_path / "x")
     with pytest.raises(MetaalError, match="unknown count context"):
         distill(toy, small_config("gain", count_context="per-task"), tmp_path / "y")
+
+
+def test_per_class_with_classes_keeps_the_class_count_beside_the_per_class_count(toy, tmp_path):
+    lab, cls = features.CONTEXT_NAMES.index("log_labelled"), features.CONTEXT_NAMES.index("log_classes")
+    ctx = np.random.default_rng(1).random((4, G)).astype(np.float32)
+    both = features.count_context(ctx, "per-class-with-classes")
+    np.testing.assert_allclose(both[:, lab], ctx[:, lab] - ctx[:, cls])
+    np.testing.assert_array_equal(both[:, cls], ctx[:, cls])
+    np.testing.assert_array_equal(np.delete(both, [lab], 1), np.delete(ctx, [lab], 1))
+    meta = distill(toy, small_config("gain", steps=30, count_context="per-class-with-classes"), tmp_path / "p", progress=False)
+    policy = load_policy(tmp_path / "p")
+    assert meta["count_context"] == "per-class-with-classes"
+    x = np.random.default_rng(2).random((6, F)).astype(np.float32)
+    shifted = ctx[0].copy()
+    shifted[[lab, cls]] += 0.7  # the same labels per class, more classes: a different state now
+    assert not np.allclose(policy.score(x, shifted), policy.score(x, ctx[0]))
+    with pytest.raises(MetaalError, match="do not drop log_labelled"):
+        distill(toy, small_config("gain", count_context="per-class-with-classes", drop_features=["log_labelled"]), tmp_path / "x")

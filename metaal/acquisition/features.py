@@ -77,23 +77,27 @@ def feature_columns(names) -> tuple[list[int], list[int]]:
             [CONTEXT_NAMES.index(n) for n in names if n in CONTEXT_NAMES])
 
 
-COUNT_CONTEXTS = ("raw", "per-class")
+COUNT_CONTEXTS = ("raw", "per-class", "per-class-with-classes")
 
 
 def count_context(context: np.ndarray, mode: str) -> np.ndarray:
-    """The context with the label count as the policy sees it: "raw" as stored, or "per-class":
-    log((1 + labelled) / classes) in log_labelled's column and log_classes held at 0.
+    """The context with the label count as the policy sees it: "raw" as stored, "per-class":
+    log((1 + labelled) / classes) in log_labelled's column and log_classes held at 0, or
+    "per-class-with-classes": the same per-class count with log_classes kept.
 
     A 3-class source with 10 labels and a 10-class target with 33 share a per-class count, while
-    neither raw count generalises from sources with one class count to targets with another."""
+    neither raw count generalises from sources with one class count to targets with another.  Keeping
+    the class count as well lets sources with several class counts teach a policy that one label per
+    class means something else with ten classes than with three."""
     if mode == "raw":
         return context
-    if mode != "per-class":
+    if mode not in COUNT_CONTEXTS:
         raise MetaalError(f"unknown count context '{mode}' (choose from {', '.join(COUNT_CONTEXTS)})")
     labelled, classes = CONTEXT_NAMES.index("log_labelled"), CONTEXT_NAMES.index("log_classes")
     out = np.array(context, dtype=np.float32, copy=True)
     out[..., labelled] = out[..., labelled] - out[..., classes]
-    out[..., classes] = 0.0
+    if mode == "per-class":
+        out[..., classes] = 0.0
     return out
 
 
