@@ -812,11 +812,17 @@ def main():
                     help="an earlier study.json: its rows for (variant, seeds) not run now are kept in the table")
     ap.add_argument("--collect", action="store_true",
                     help="run nothing: read the rows of the --only variants from their finished directories in --out")
+    ap.add_argument("--rows", default=None,
+                    help="run nothing: the rows of an earlier study.json (e.g. docs/study-session12.json) make the tables")
     args = ap.parse_args()
     todo = variants()
     if args.only:
         todo = {k: todo[k] for k in args.only.split(",")}
-    if args.collect:
+    if args.rows:
+        rows = json.loads(Path(args.rows).read_text())
+        if args.only:
+            rows = [r for r in rows if r["variant"] in todo]
+    elif args.collect:
         rows = [summarise(collect_variant(name, args.out)) for name in todo]
     else:
         extra_sets = [key for key, on in (("second", args.second_set), ("many", args.many_class_set),
@@ -837,8 +843,9 @@ def main():
                                                      r.get("seeds", 3)))
     for r in rows:
         print(json.dumps(r))
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "study.json").write_text(json.dumps(rows, indent=2))
+    if not args.rows:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "study.json").write_text(json.dumps(rows, indent=2))
     write_markdown(rows, Path(args.markdown), args.seeds)
     print(f"wrote {args.markdown}")
 

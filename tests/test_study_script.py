@@ -194,7 +194,8 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
 
 
 @pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic",
-                                   "per-class-initial-3-with-r-sources"])
+                                   "per-class-initial-3-with-r-sources", "per-class-initial-3-oracle-repeats-3",
+                                   "per-class-initial-3-with-10-class-synthetic-class-count"])
 def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
     """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
     be the lever with that seed and nothing else."""
@@ -273,3 +274,39 @@ def test_evaluate_only_refuses_unfinished_variants(study, tmp_path, monkeypatch,
     with pytest.raises(SystemExit, match="--evaluate-only: not finished"):
         study.main()
     assert not any(tmp_path.iterdir())
+
+
+def test_the_session_12_levers_change_one_thing_each(study):
+    """The repeats lever changes only the oracle's repeats; the class-count lever reuses the ten-class sources' stores
+    (the same generation identity) and changes only the count context."""
+    from dataclasses import replace
+
+    rows = study.variants()
+    default, repeats, ten, counted = (study.build("x", rows[n], None, 3) for n in (
+        study.SESSION_6_DEFAULT, "per-class-initial-3-oracle-repeats-3", "per-class-initial-3-with-10-class-synthetic",
+        "per-class-initial-3-with-10-class-synthetic-class-count"))
+    assert repeats.generate.oracle_config().repeats == 3
+    assert replace(repeats.generate, oracle=default.generate.oracle) == default.generate
+    assert (repeats.sources, repeats.distill, repeats.extra_initial) == (default.sources, default.distill, default.extra_initial)
+    assert counted.generate.identity() == ten.generate.identity() and counted.extra_initial == ten.extra_initial
+    assert counted.distill.count_context == "per-class-with-classes"
+    assert replace(counted.distill, count_context="per-class") == ten.distill
+
+
+def test_rows_make_the_tables_without_running_or_writing_a_study_json(study, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    keys = [f"{study.TUNING_TARGETS[0]}|0", f"{study.TUNING_TARGETS[0]}|1"]
+    row = {"variant": study.SESSION_6_DEFAULT, "seeds": 10, "policy": 0.61, "random": 0.5, "best_heuristic": "margin 0.6",
+           "policy_minus_best": 0.01, "mean_rank": 2.0, "beats_random": "4/4", "val_agreement": None, "val_regret": None,
+           "cells": {"policy": dict.fromkeys(keys, 0.61), "margin": dict.fromkeys(keys, 0.60)}}
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([row, {**row, "variant": "no-such-variant"}]))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["study.py", "--rows", str(rows), "--only", study.SESSION_6_DEFAULT, "--out", str(out),
+                                      "--seeds", "10", "--markdown", str(tmp_path / "r.md")])
+    study.main()
+    text = (tmp_path / "r.md").read_text()
+    assert f"| {study.SESSION_6_DEFAULT} | 10 | 0.6100 |" in text and "no-such-variant" not in text
+    assert not out.exists()
