@@ -331,6 +331,57 @@ def reuse_baselines(source: Path, out: Path) -> int:
     return copied
 
 
+def store_groups(todo: dict[str, dict], episodes: int | None = None) -> list[list[str]]:
+    """Variants that write the same stores (generation identity and extra initial sets), in ``todo``'s order.
+
+    The distillation-seed rows of a lever share their stores; generating them once and copying saves two thirds
+    of a lever's generation (generation is deterministic, so a copy is what the row would have written)."""
+    groups: dict[str, list[str]] = {}
+    for name, change in todo.items():
+        if change.get("dagger"):  # its second store depends on its own first policy
+            continue
+        study = build(name, change, episodes, 3)
+        key = json.dumps([study.generate.identity(), study.extra_initial], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
+def store_names(study) -> list[str]:
+    """The store directories ``metaal.run.run_study`` writes for a study."""
+    return ["store.zarr", *(f"store-initial-{n}.zarr" for n in study.extra_initial)]
+
+
+def generate_stores(args) -> str:
+    """Write a variant's stores only (``run_study``'s first step; a finished store is kept)."""
+    name, change, out, episodes = args
+    import torch
+
+    torch.set_num_threads(1)
+    from metaal.generate import generate
+
+    study = build(name, change, episodes, 3)
+    gen, out = study.generate, Path(out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    for store, initial in zip(store_names(study), [gen.loop.initial, *study.extra_initial]):
+        generate(replace(gen, loop=replace(gen.loop, initial=initial)), str(out / store), workers=study.workers, progress=False)
+    return name
+
+
+def share_stores(out: Path, names: list[str], store_dirs: list[str]) -> int:
+    """Copy the first variant's stores to the others that have none yet; returns how many were copied."""
+    import shutil
+
+    copied = 0
+    for other in names[1:]:
+        for store in store_dirs:
+            dest = Path(out) / other / store
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(Path(out) / names[0] / store, dest)
+                copied += 1
+    return copied
+
+
 def run_variant(args) -> dict:
     name, change, out, episodes, seeds, baselines_from, extra_sets, evaluate_only = args
     import torch
@@ -834,6 +885,10 @@ def main():
         jobs = [(name, change, args.out, args.episodes, args.seeds, args.baselines_from, extra_sets, args.evaluate_only)
                 for name, change in todo.items()]
         with mp.get_context("spawn").Pool(args.workers) as pool:
+            shared = [] if args.evaluate_only else [g for g in store_groups(todo, args.episodes) if len(g) > 1]
+            for first in pool.imap(generate_stores, [(g[0], todo[g[0]], args.out, args.episodes) for g in shared]):
+                group = next(g for g in shared if g[0] == first)
+                share_stores(Path(args.out), group, store_names(build(first, todo[first], args.episodes, 3)))
             rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
     if args.merge:
         ran = {(r["variant"], r.get("seeds", 3)) for r in rows}

@@ -310,3 +310,32 @@ def test_rows_make_the_tables_without_running_or_writing_a_study_json(study, tmp
     text = (tmp_path / "r.md").read_text()
     assert f"| {study.SESSION_6_DEFAULT} | 10 | 0.6100 |" in text and "no-such-variant" not in text
     assert not out.exists()
+
+
+def test_distillation_seed_rows_share_one_generation_of_their_stores(study):
+    """A lever's distillation-seed rows write identical stores: one group each generation seed; the class-count
+    lever shares the ten-class sources' stores, and an arm's other generation seeds are groups of their own."""
+    rows = study.variants()
+    lever, ten = "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-with-10-class-synthetic"
+    names = [lever, f"{lever}-distill-seed-1", f"{ten}-distill-seed-2", f"{lever}-generate-seed-1",
+             f"{lever}-generate-seed-1-distill-seed-2", study.SESSION_6_DEFAULT]
+    groups = study.store_groups({n: rows[n] for n in names})
+    assert groups == [[lever, f"{lever}-distill-seed-1", f"{ten}-distill-seed-2"],
+                      [f"{lever}-generate-seed-1", f"{lever}-generate-seed-1-distill-seed-2"], [study.SESSION_6_DEFAULT]]
+
+
+def test_shared_stores_are_the_ones_the_row_would_have_written(study, tmp_path):
+    from metaal.store import fingerprint
+
+    rows = study.variants()
+    name, other = study.SESSION_6_DEFAULT, f"{study.SESSION_6_DEFAULT}-distill-seed-1"
+    assert study.generate_stores((name, rows[name], str(tmp_path), 1)) == name
+    stores = study.store_names(study.build(name, rows[name], 1, 3))
+    assert stores == ["store.zarr", "store-initial-3.zarr"]
+    assert study.share_stores(tmp_path, [name, other], stores) == 2
+    assert study.share_stores(tmp_path, [name, other], stores) == 0  # never over a store that is there
+    before = [fingerprint(str(tmp_path / other / s)) for s in stores]
+    assert before == [fingerprint(str(tmp_path / name / s)) for s in stores]
+    # the row's own generation finds its stores complete and adds nothing
+    assert study.generate_stores((other, rows[other], str(tmp_path), 1)) == other
+    assert [fingerprint(str(tmp_path / other / s)) for s in stores] == before
