@@ -145,25 +145,33 @@ def _learner(learner: LearnerConfig, values: dict) -> LearnerConfig:
     return replace(learner, model=values.get("model", learner.model), steps=values.get("train_steps", learner.steps))
 
 
+def generate_stores(study: Study, out: Path, progress: bool = True, echo=click.echo) -> list[Path]:
+    """The study's first step: ``OUT/store.zarr``, then one ``OUT/store-initial-<n>.zarr`` per extra initial size
+    (a finished store is kept, a partial one resumed); returns their paths."""
+    from metaal.generate import generate
+
+    gen = study.generate
+    stores = [out / "store.zarr"]
+    echo(f"[1/3] generate: {gen.episodes} expert episodes on {', '.join(study.sources)} -> {stores[0]}")
+    generate(gen, str(stores[0]), workers=study.workers, progress=progress)
+    for n in study.extra_initial:
+        stores.append(out / f"store-initial-{n}.zarr")
+        echo(f"      and {gen.episodes} more starting from {n} labels instead of {gen.loop.initial} -> {stores[-1]}")
+        generate(replace(gen, loop=replace(gen.loop, initial=n)), str(stores[-1]), workers=study.workers, progress=progress)
+    return stores
+
+
 def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.echo) -> dict:
     """Generate -> distil -> transfer-eval; returns transfer-eval's results."""
     from metaal.distill import distill
     from metaal.evaluate import transfer_eval
-    from metaal.generate import generate
     from metaal.io import ensure_writable_dir
     from metaal.store import fingerprint
 
     study.check()
     out = ensure_writable_dir(out, "run directory")
-    store, policy, results = out / "store.zarr", out / "policy", out / "results"
-    gen = study.generate
-    echo(f"[1/3] generate: {gen.episodes} expert episodes on {', '.join(study.sources)} -> {store}")
-    generate(gen, str(store), workers=study.workers, progress=progress)
-    stores = [store]
-    for n in study.extra_initial:
-        stores.append(out / f"store-initial-{n}.zarr")
-        echo(f"      and {gen.episodes} more starting from {n} labels instead of {gen.loop.initial} -> {stores[-1]}")
-        generate(replace(gen, loop=replace(gen.loop, initial=n)), str(stores[-1]), workers=study.workers, progress=progress)
+    policy, results = out / "policy", out / "results"
+    stores = generate_stores(study, out, progress=progress, echo=echo)
     meta_file = policy / "metaal-policy.json"
     fps = [fingerprint(str(s)) for s in stores]
     if meta_file.is_file() and _same_policy(meta_file, fps, study.distill):

@@ -346,25 +346,17 @@ def store_groups(todo: dict[str, dict], episodes: int | None = None) -> list[lis
     return list(groups.values())
 
 
-def store_names(study) -> list[str]:
-    """The store directories ``metaal.run.run_study`` writes for a study."""
-    return ["store.zarr", *(f"store-initial-{n}.zarr" for n in study.extra_initial)]
-
-
-def generate_stores(args) -> str:
-    """Write a variant's stores only (``run_study``'s first step; a finished store is kept)."""
+def generate_stores(args) -> list[str]:
+    """Write a variant's stores only (``metaal.run.generate_stores``, ``run_study``'s first step); their names."""
     name, change, out, episodes = args
     import torch
 
     torch.set_num_threads(1)
-    from metaal.generate import generate
+    from metaal.run import generate_stores as generate
 
-    study = build(name, change, episodes, 3)
-    gen, out = study.generate, Path(out) / name
+    out = Path(out) / name
     out.mkdir(parents=True, exist_ok=True)
-    for store, initial in zip(store_names(study), [gen.loop.initial, *study.extra_initial]):
-        generate(replace(gen, loop=replace(gen.loop, initial=initial)), str(out / store), workers=study.workers, progress=False)
-    return name
+    return [p.name for p in generate(build(name, change, episodes, 3), out, progress=False, echo=lambda _: None)]
 
 
 def share_stores(out: Path, names: list[str], store_dirs: list[str]) -> int:
@@ -886,9 +878,9 @@ def main():
                 for name, change in todo.items()]
         with mp.get_context("spawn").Pool(args.workers) as pool:
             shared = [] if args.evaluate_only else [g for g in store_groups(todo, args.episodes) if len(g) > 1]
-            for first in pool.imap(generate_stores, [(g[0], todo[g[0]], args.out, args.episodes) for g in shared]):
-                group = next(g for g in shared if g[0] == first)
-                share_stores(Path(args.out), group, store_names(build(first, todo[first], args.episodes, 3)))
+            stores = pool.imap(generate_stores, [(g[0], todo[g[0]], args.out, args.episodes) for g in shared])
+            for group, names in zip(shared, stores):
+                share_stores(Path(args.out), group, names)
             rows = [summarise(r) for r in pool.imap(run_variant, jobs)]
     if args.merge:
         ran = {(r["variant"], r.get("seeds", 3)) for r in rows}

@@ -106,7 +106,8 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
                 trial.fit(X[rows], y[rows], round_seed=seed + extra)
             loss, acc = stats(trial)
             gains.append((loss0 - loss, acc - acc0))
-        out[name] = (float(np.mean([g[0] for g in gains])), float(np.mean([g[1] for g in gains])))
+        loss_gain, acc_gain = np.mean(gains, axis=0)
+        out[name] = (float(loss_gain), float(acc_gain))
     return out
 
 
