@@ -307,8 +307,10 @@ def inspect(path, trust_pickle):
 
 @cli.command()
 @click.argument("stores")
-@click.option("--algo", type=click.Choice(["gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
-              help="gain: regression of every candidate's oracle gain (rank targets); bc: imitation (DiscreteBC); cql/bcq: offline RL.")
+@click.option("--algo", type=click.Choice(["gain", "batch-gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
+              help="gain: regression of every candidate's oracle gain (rank targets); batch-gain: each heuristic batch's "
+                   "mean item score regresses the whole batch's gain rank (batch-oracle stores; with --choice batch); "
+                   "bc: imitation (DiscreteBC); cql/bcq: offline RL.")
 @click.option("--target", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
               help="gain: which oracle gain is ranked (accuracy: validation accuracy gain, loss breaking ties).")
 @click.option("--steps", type=int, default=2000, show_default=True, help="Gradient steps.")
@@ -362,6 +364,12 @@ def distill(ctx, **p):
     if val.get("policy"):
         click.echo(f"\nValidation on {val['episodes']} held-out episodes:")
         click.echo(validation_table(val))
+    bc = val.get("batch_choice") or {}
+    if bc.get("rounds"):
+        always = ", ".join(f"{k[7:]} {v:.3f}" for k, v in bc.items() if k.startswith("always_") and v is not None)
+        click.echo(f"\nWhole-batch choice on {bc['rounds']} held-out rounds (mean rank percentile among the round's "
+                   f"batches, 1 = the best): policy {bc['policy']:.3f} (the best batch in {bc['policy_best']:.1%}); "
+                   f"always one heuristic: {always}")
 
 
 @cli.command("run")

@@ -47,7 +47,8 @@ from metaal.io import atomic_write_text, file_sha256, hold_lock, json_default
 from metaal.metrics import accuracy_then_loss
 from metaal.store.records import Trajectories
 
-ALGOS = ("bc", "cql", "bcq", "gain")
+ALGOS = ("bc", "cql", "bcq", "gain", "batch-gain")
+SCORER_ALGOS = ("gain", "batch-gain")  # trained in plain PyTorch (this module), not d3rlpy
 GAIN_TARGETS = ("loss", "accuracy")
 STEP_WEIGHTS = ("uniform", "spread")
 CHOICES = ("items", "batch")
@@ -121,10 +122,13 @@ class DistillConfig:
             raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
         if int(self.ensemble) < 1:
             raise MetaalError(f"ensemble must be at least 1, got {self.ensemble}")
-        if int(self.ensemble) > 1 and self.algo != "gain":
-            raise MetaalError(f"ensemble = {self.ensemble} needs algo 'gain' (d3rlpy's algorithms train one network)")
+        if int(self.ensemble) > 1 and self.algo not in SCORER_ALGOS:
+            raise MetaalError(f"ensemble = {self.ensemble} needs algo 'gain' or 'batch-gain' "
+                              "(d3rlpy's algorithms train one network)")
         if self.choice not in CHOICES:
             raise MetaalError(f"unknown choice '{self.choice}' (choose from {', '.join(CHOICES)})")
+        if self.algo == "batch-gain" and self.choice != "batch":
+            raise MetaalError("algo 'batch-gain' learns which heuristic batch to take whole: use choice 'batch'")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
@@ -384,8 +388,7 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
 
 
 def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:
-    from metaal.acquisition.networks import CandidateScorer, ScorerEnsemble
-
+    """Every step: each candidate's score regresses its gain's rank percentile among the step's candidates."""
     st, _ = subset_steps(trajs.steps, train_ids)
     mask = np.asarray(st["mask"], bool)
     gain = target_gain(st, cfg.target)
@@ -394,14 +397,99 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
     if not keep.any():
         raise MetaalError("no training step has two or more valid candidates with an oracle gain")
     dev = torch.device(cfg.device)
-    cand = torch.as_tensor(np.nan_to_num(st["candidates"][keep].astype(np.float32)), device=dev)
-    ctx = torch.as_tensor(np.nan_to_num(st["context"][keep].astype(np.float32)), device=dev)
-    m = torch.as_tensor(mask[keep], device=dev)
     tgt = torch.as_tensor(rank_percentiles(gain[keep], mask[keep]), device=dev)
     w = weight[keep].astype(np.float32)
     if cfg.step_weight == "spread":
         w = w * step_spread_weights(gain[keep], weight[keep])[:, None]
     w = torch.as_tensor(w, device=dev)
+
+    def loss(pred, b):
+        wb = w[b]
+        return ((pred - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
+
+    scorer, curve, start = _fit_scorer(st["candidates"][keep], st["context"][keep], mask[keep], loss, cfg, bar, ckpt)
+    return scorer, {"loss_name": "rank_mse", "curve": curve, "resumed_from_step": start}
+
+
+def batch_targets(steps: dict, stored_candidates: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(round-start step indices, proposer membership (R, K, P), batch-gain rank percentiles (R, P), 0 where a
+    batch was not measured) for algo 'batch-gain'.  Membership comes from the stored ``in_<proposer>`` flags, as
+    at deployment (policy.best_batch), whatever features the policy is trained without."""
+    from metaal.acquisition.agreement import round_starts
+
+    starts, _ = round_starts(steps)
+    loss = np.asarray(steps["batch_gain"], np.float64)[starts]
+    if target == "loss":
+        gain = loss
+    else:
+        acc = np.asarray(steps["batch_acc_gain"], np.float64)[starts]
+        gain = np.where(np.isfinite(acc), accuracy_then_loss(loss, acc), loss)
+    cols = [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]
+    members = (np.asarray(stored_candidates)[starts][..., cols] > 0.5) & np.asarray(steps["mask"], bool)[starts][..., None]
+    valid = np.isfinite(gain) & members.any(1)
+    return starts, members, np.where(valid, rank_percentiles(gain, valid), np.nan)
+
+
+def batch_choice_metrics(scores: np.ndarray, steps: dict, stored_candidates: np.ndarray, target: str) -> dict:
+    """How the whole-batch choice (policy.best_batch's: the best mean item score) ranks among each round's
+    measured batches: {"rounds", "policy": mean rank percentile (1 = always the best batch), "policy_best": share
+    of rounds it takes a best batch, "always_<proposer>": the same mean for always taking that heuristic's batch}."""
+    starts, members, pct = batch_targets(steps, stored_candidates, target)
+    keep = np.isfinite(pct).sum(1) >= 2
+    if not keep.any():
+        return {"rounds": 0}
+    members, pct = members[keep], pct[keep]
+    s = np.asarray(scores, np.float64)[starts[keep]]
+    s = np.where(np.isfinite(s), s, 0.0)
+    means = (members * s[..., None]).sum(1) / np.maximum(members.sum(1), 1)
+    means = np.where(np.isfinite(pct), means, -np.inf)
+    chosen = pct[np.arange(len(pct)), means.argmax(1)]
+    out = {"rounds": int(len(pct)), "policy": float(np.mean(chosen)), "policy_best": float(np.mean(chosen >= 1.0))}
+    for p, name in enumerate(features.BATCH_PROPOSERS):
+        measured = np.isfinite(pct[:, p])
+        out[f"always_{name}"] = float(np.mean(pct[measured, p])) if measured.any() else None
+    return out
+
+
+def _train_batch_gain(trajs: Trajectories, stored: Trajectories, train_ids, cfg: DistillConfig, bar,
+                      ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:
+    """Every round: the mean score of each heuristic batch's items regresses that whole batch's gain rank among
+    the round's batches -- the batch oracle's own choice, learnt on the gains of every batch rather than on
+    each item's best containing batch; deployment takes the batch with the best mean score (choice 'batch')."""
+    if "batch_gain" not in trajs.steps or not np.isfinite(np.asarray(trajs.steps["batch_gain"], np.float64)).any():
+        raise MetaalError("algo 'batch-gain' needs per-batch gains: stores generated with the batch oracle "
+                          "(--oracle batch) by this version of metaal (older stores do not record them)")
+    st, idx = subset_steps(trajs.steps, train_ids)
+    starts, members, pct = batch_targets(st, stored.steps["candidates"][idx], cfg.target)
+    keep = np.isfinite(pct).sum(1) >= 2  # a round with one measured batch has no choice to learn
+    if not keep.any():
+        raise MetaalError("no training round has two or more heuristic batches with a gain")
+    dev = torch.device(cfg.device)
+    rows = starts[keep]
+    mem = torch.as_tensor(members[keep].astype(np.float32), device=dev)  # (R, K, P)
+    w = torch.as_tensor(np.isfinite(pct[keep]).astype(np.float32), device=dev)
+    tgt = torch.as_tensor(np.nan_to_num(pct[keep]).astype(np.float32), device=dev)
+
+    def loss(pred, b):
+        m = mem[b]
+        batch_score = (pred.unsqueeze(-1) * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, P) mean item score
+        wb = w[b]
+        return ((batch_score - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
+
+    scorer, curve, start = _fit_scorer(st["candidates"][rows], st["context"][rows], np.asarray(st["mask"], bool)[rows],
+                                       loss, cfg, bar, ckpt)
+    return scorer, {"loss_name": "batch_rank_mse", "curve": curve, "resumed_from_step": start, "rounds": int(len(rows))}
+
+
+def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckpt: Checkpoints | None):
+    """Adam on ``loss_fn(scores of a minibatch of rows, row indices)``; resumable from ``ckpt``.
+    Returns (scorer, loss curve, step resumed from)."""
+    from metaal.acquisition.networks import CandidateScorer, ScorerEnsemble
+
+    dev = torch.device(cfg.device)
+    cand = torch.as_tensor(np.nan_to_num(np.asarray(candidates, np.float32)), device=dev)
+    ctx = torch.as_tensor(np.nan_to_num(np.asarray(context, np.float32)), device=dev)
+    m = torch.as_tensor(np.asarray(mask, bool), device=dev)
     n = cand.shape[0]
 
     torch.manual_seed(cfg.seed)
@@ -432,9 +520,7 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
         loss = 0.0
         for net in nets:
             b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
-            pred = net(cand[b], ctx[b], m[b])
-            wb = w[b]
-            loss = loss + ((pred - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
+            loss = loss + loss_fn(net(cand[b], ctx[b], m[b]), b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -447,7 +533,7 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
                           {"model": scorer.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         bar.update(1)
     scorer.eval()
-    return scorer.cpu(), {"loss_name": "rank_mse", "curve": curve, "resumed_from_step": start}
+    return scorer.cpu(), curve, start
 
 
 def _d3rlpy_config(cfg: DistillConfig, F: int, G: int):
@@ -733,6 +819,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             algo = None
             if cfg.algo == "gain":
                 scorer, summary = _train_gain(trajs, train_ids, cfg, bar, ckpt)
+            elif cfg.algo == "batch-gain":
+                scorer, summary = _train_batch_gain(trajs, stored, train_ids, cfg, bar, ckpt)
             else:
                 scorer, summary, algo = _train_d3rlpy(trajs, train_ids, cfg, tmp, bar, ckpt)
             seconds = time.perf_counter() - t0
@@ -748,6 +836,10 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
                 "episodes": int(len(val_ids)),
                 "steps": int(len(val_steps["action"])),
             }
+            if cfg.algo == "batch-gain":
+                validation["batch_choice"] = batch_choice_metrics(score_steps(scorer, val_steps), val_steps,
+                                                                  subset_steps(stored.steps, val_ids)[0]["candidates"],
+                                                                  cfg.target)
         else:
             validation = {"policy": None, "heuristics": {}, "episodes": 0, "steps": 0}
 

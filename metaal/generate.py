@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from metaal.acquisition.features import CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
+from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
 from metaal.errors import MetaalError
 from metaal.io import package_versions
 from metaal.learners import LearnerConfig, derive_seed, resolve_device
@@ -138,18 +138,23 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     val_acc = state.learner.accuracy(X_val, y_val)
     test_acc = [state.learner.accuracy(X_test, y_test)]
     rows: dict[str, list] = {k: [] for k in ("candidates", "context", "mask", "oracle_gain", "oracle_acc_gain",
-                                             "action", "expert_action", "reward", "terminal", "round_end")}
+                                             "action", "expert_action", "reward", "terminal", "round_end",
+                                             "batch_gain", "batch_acc_gain")}
     sizes = loop.rounds()
     for r, size in enumerate(sizes, start=1):
         unl = state.unlabelled
         k_eff = min(K, len(unl))
         batches = None
+        batch_gain = np.full((2, len(BATCH_PROPOSERS)), np.nan, np.float32)  # (loss, accuracy) per proposer
         if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
             batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
-            cands, loss_gain, acc_gain_k, _ = candidate_gains(state, size, X_val, y_val, round_seed=r,
+            cands, loss_gain, acc_gain_k, per_batch = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
                                                               metric=oracle.metric, repeats=int(oracle.repeats))
             k_eff = len(cands)
+            for p, name in enumerate(BATCH_PROPOSERS):
+                if name in per_batch:
+                    batch_gain[:, p] = per_batch[name]
         else:
             cands = propose_candidates(state, k_eff, oracle.proposals)
             lab = state.labelled
@@ -188,6 +193,8 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
             rows["reward"].append(0.0)
             rows["terminal"].append(False)
             rows["round_end"].append(j == size - 1)
+            rows["batch_gain"].append(batch_gain[0])
+            rows["batch_acc_gain"].append(batch_gain[1])
             valid[action] = False
             taken.append(action)
             fe.mark_selected(action)
@@ -203,7 +210,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     rows["terminal"][-1] = True
     dtypes = {"candidates": np.float32, "context": np.float32, "mask": np.bool_, "oracle_gain": np.float32,
               "oracle_acc_gain": np.float32, "action": np.int32, "expert_action": np.int32, "reward": np.float32,
-              "terminal": np.bool_, "round_end": np.bool_}
+              "terminal": np.bool_, "round_end": np.bool_, "batch_gain": np.float32, "batch_acc_gain": np.float32}
     steps = {k: np.asarray(v, dtype=dtypes[k]) for k, v in rows.items()}
     return EpisodeRecord(
         episode_id=episode_id,

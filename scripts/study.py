@@ -50,6 +50,7 @@ STRATEGIES = ["random", "margin", "entropy", "least_confidence", "coreset", "bad
 REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
 TEN_CLASS_SOURCES = [*REAL, "synthetic:classes=10,sep=2.5"]  # session 7's sources with ten-class synthetic tasks
+BATCH_GAIN = {"algo": "batch-gain", "choice": "batch"}  # session 13: the policy picks one heuristic batch whole
 ORACLE_REPEATS_3 = {"mode": "batch", "margin_pool": 5, "repeats": 3}  # session 12: the whole oracle table (it replaces)
 SOURCE_SPLIT_35 = {"test_fraction": 0.05, "val_fraction": 0.35}  # session 9: about twice the sources' validation items
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
@@ -284,6 +285,12 @@ def variants() -> dict[str, dict]:
                          _session_6({"count_context": "per-class-with-classes"}, sources=TEN_CLASS_SOURCES, episodes=36)),
         **_generation_seeds("per-class-initial-3-with-10-class-synthetic-class-count", sources=TEN_CLASS_SOURCES, episodes=36,
                             distill={"count_context": "per-class-with-classes"}),
+        # session 13: the recipe's stores (now recording every heuristic batch's gain), distilled into a whole-batch
+        # choice (--algo batch-gain --choice batch): each batch's mean item score regresses that batch's own gain rank.
+        # The item regressor learns each item's best containing batch's gain, so an item in coreset's batch that also
+        # sits in a winning batch looks as good as the winner; the batch regressor sees every batch's own outcome
+        **_distill_seeds("per-class-initial-3-batch-gain", _session_6(BATCH_GAIN)),
+        **_generation_seeds("per-class-initial-3-batch-gain", distill=BATCH_GAIN),
     }
 
 

@@ -126,15 +126,49 @@ def test_empty_store_reads_empty(tmp_path):
     assert store_status(path)["missing_ids"] == [0, 1, 2]
 
 
+def test_store_from_before_the_late_arrays_reads_nan_and_resumes(tmp_path):
+    """A store written before batch_gain / batch_acc_gain existed (their directories absent) reads them as NaN,
+    reports its status, and resumes: the old rows stay NaN, new episodes keep their values; a record may
+    leave the late arrays out (NaN)."""
+    import shutil
+
+    from metaal.store.records import LATE_STEP_ARRAYS
+
+    path = tmp_path / "old.zarr"
+    write_store(path, [0, 1]).close()
+    for name in LATE_STEP_ARRAYS:
+        shutil.rmtree(path / "steps" / name)
+    tr = read_trajectories(path)
+    n_old = tr.n_steps
+    for name in LATE_STEP_ARRAYS:
+        assert tr.steps[name].shape == (n_old, *STEP_ARRAYS[name][1](sw.K, 3, 2)) and np.isnan(tr.steps[name]).all()
+    assert store_status(path)["shards"]["root"]["uncommitted_steps"] == 0
+    w = open_writer(str(path), make_attrs())
+    w.append(make_record(2))
+    bare = make_record(3)
+    for name in LATE_STEP_ARRAYS:
+        del bare.steps[name]
+    w.append(bare)
+    w.close()
+    tr = read_trajectories(path)
+    n2 = make_record(2).length
+    for name in LATE_STEP_ARRAYS:
+        assert np.isnan(tr.steps[name][:n_old]).all() and np.isnan(tr.steps[name][n_old + n2:]).all()
+        np.testing.assert_array_equal(tr.steps[name][n_old:n_old + n2], make_record(2).steps[name])
+    exp = expected([0, 1, 2, 3])
+    for name in set(STEP_ARRAYS) - LATE_STEP_ARRAYS:
+        np.testing.assert_array_equal(tr.steps[name], exp["steps"][name], err_msg=name)
+
+
 # ------------------------------------------------------------------------------------------ crash safety
 class _Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("crash_at", [1, 8, 14, 19, 20])
+@pytest.mark.parametrize("crash_at", [1, 8, 14, 21, 22])
 def test_crash_inside_append_leaves_no_partial_episode(tmp_path, monkeypatch, crash_at):
-    """Fail the n-th chunk write of an append (after zarr already wrote the enlarged shape): 1..19 are the
-    step arrays and the episode fields, 20 is episodes/id itself (its shape says n+1 rows, its chunk not)."""
+    """Fail the n-th chunk write of an append (after zarr already wrote the enlarged shape): 1..21 are the
+    step arrays and the episode fields, 22 is episodes/id itself (its shape says n+1 rows, its chunk not)."""
     path = tmp_path / "c.zarr"
     write_store(path, [0, 1])
     import zarr.core.array as za
@@ -152,7 +186,7 @@ def test_crash_inside_append_leaves_no_partial_episode(tmp_path, monkeypatch, cr
     with pytest.raises(_Crash):
         w.append(make_record(2))
     monkeypatch.setattr(za, "_setitem", real)
-    if crash_at == 20:  # the id row's shape was written, its chunk not: a trailing fill-value row
+    if crash_at == 22:  # the id row's shape was written, its chunk not: a trailing fill-value row
         assert zarr.open_array(str(path / "episodes" / "id"), mode="r")[:].tolist() == [0, 1, -1]
     # before any resume, readers see only the committed episodes
     assert_trajectories_equal(read_trajectories(path), [0, 1])

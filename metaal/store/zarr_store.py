@@ -36,7 +36,15 @@ from zarr.core.sync import sync
 
 from metaal.errors import MetaalError
 from metaal.io import hold_lock
-from metaal.store.records import EPISODE_FIELDS, FORMAT, FORMAT_VERSION, STEP_ARRAYS, EpisodeRecord, Trajectories
+from metaal.store.records import (
+    EPISODE_FIELDS,
+    FORMAT,
+    FORMAT_VERSION,
+    LATE_STEP_ARRAYS,
+    STEP_ARRAYS,
+    EpisodeRecord,
+    Trajectories,
+)
 
 # Root attrs that define a store's identity: a writer may only add to a store whose identity matches.
 IDENTITY_KEYS = ("format_version", "schema", "feature_names", "context_names", "K", "oracle", "config")
@@ -242,7 +250,7 @@ class TrajectoryWriter:
                         chunks=(_step_chunk_rows(self.K, self.F, self.G), *trailing),
                         dtype=dtype,
                         compressors=_COMPRESSOR,
-                        fill_value=0,
+                        fill_value=np.nan if name in LATE_STEP_ARRAYS else 0,
                     )
                 self._steps[name] = arr
             self._episodes: dict[str, zarr.Array] = {}
@@ -275,6 +283,8 @@ class TrajectoryWriter:
         try:
             # cut off everything past the last committed episode (id last, as it is the commit mark)
             for name, arr in self._steps.items():
+                if name in LATE_STEP_ARRAYS and arr.shape[0] < end:  # a store from before the array: NaN rows
+                    arr.resize((end, *arr.shape[1:]))
                 if arr.shape[0] < end:
                     raise MetaalError(
                         f"trajectory store {self.path}: {self._group_name}/steps/{name} has {arr.shape[0]} rows, "
@@ -327,6 +337,9 @@ class TrajectoryWriter:
         for name, (dtype, _) in STEP_ARRAYS.items():
             if name == "episode":
                 blocks[name] = np.full(T, eid, dtype=np.int32)
+                continue
+            if name not in record.steps and name in LATE_STEP_ARRAYS:
+                blocks[name] = np.full((T, *self._trailing[name]), np.nan, dtype=dtype)
                 continue
             if name not in record.steps:
                 raise ValueError(f"episode {eid}: step array {name!r} missing")
@@ -529,6 +542,10 @@ def read_trajectories(paths) -> Trajectories:
             end = _committed_end(table)
             steps = {}
             for s in _STEP_NAMES:
+                if s in LATE_STEP_ARRAYS and not (gdir / "steps" / s).is_dir():  # written before the array existed
+                    dtype, shp = STEP_ARRAYS[s]
+                    steps[s] = np.full((end, *shp(*_dims(attrs))), np.nan, dtype=dtype)
+                    continue
                 arr = _open_array(path, gdir, f"steps/{s}")
                 if arr.shape[0] < end:
                     raise MetaalError(
@@ -594,7 +611,8 @@ def store_status(path) -> dict:
     shards = {}
     for name, gdir, table in tables:
         end = _committed_end(table)
-        written = max((_open_array(path, gdir, f"steps/{s}").shape[0] for s in _STEP_NAMES), default=0)
+        present = [s for s in _STEP_NAMES if s not in LATE_STEP_ARRAYS or (gdir / "steps" / s).is_dir()]
+        written = max((_open_array(path, gdir, f"steps/{s}").shape[0] for s in present), default=0)
         rows = max((_open_array(path, gdir, f"episodes/{f}").shape[0] for f in EPISODE_FIELDS), default=0)
         shards[name] = {"episodes": len(table["id"]), "steps": end, "uncommitted_steps": max(0, written - end),
                         "uncommitted_rows": max(0, rows - len(table["id"]))}
