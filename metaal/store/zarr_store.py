@@ -9,6 +9,10 @@ Layout of a store directory::
     shards/<shard>/steps/<name>    the same arrays, one group per parallel writer (shard="w3", "slurm-2-of-8", ...)
     shards/<shard>/episodes/<field>
 
+``LATE_STEP_ARRAYS`` (steps/batch_gain, steps/batch_acc_gain: every heuristic batch's own gains) joined format v1
+later; a group written before them has no such directory and reads them as NaN, and a writer resuming it first
+pads them with NaN to its committed length.
+
 Commit protocol (per writer group): ``append`` first appends every step array, then every episode field
 except ``id``, and ``episodes/id`` last.  An episode exists only once its id row is written.  zarr's append
 writes the enlarged shape first and the chunk second (each file atomically), so a kill between the two
