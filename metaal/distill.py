@@ -380,10 +380,14 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
     accuracy gain is what AULC measures, but it is coarse, so loss gain breaks its ties.
     Without an accuracy gain (first-order oracle) the loss gain is used.
     """
-    loss = np.asarray(steps["oracle_gain"], np.float64)
+    return _ranked_gain(steps["oracle_gain"], steps["oracle_acc_gain"], target)
+
+
+def _ranked_gain(loss, acc, target: str) -> np.ndarray:
+    loss = np.asarray(loss, np.float64)
     if target == "loss":
         return loss
-    acc = np.asarray(steps["oracle_acc_gain"], np.float64)
+    acc = np.asarray(acc, np.float64)
     return np.where(np.isfinite(acc), accuracy_then_loss(loss, acc), loss)
 
 
@@ -418,14 +422,8 @@ def batch_targets(steps: dict, stored_candidates: np.ndarray, target: str) -> tu
     from metaal.acquisition.agreement import round_starts
 
     starts, _ = round_starts(steps)
-    loss = np.asarray(steps["batch_gain"], np.float64)[starts]
-    if target == "loss":
-        gain = loss
-    else:
-        acc = np.asarray(steps["batch_acc_gain"], np.float64)[starts]
-        gain = np.where(np.isfinite(acc), accuracy_then_loss(loss, acc), loss)
-    cols = [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]
-    members = (np.asarray(stored_candidates)[starts][..., cols] > 0.5) & np.asarray(steps["mask"], bool)[starts][..., None]
+    gain = _ranked_gain(np.asarray(steps["batch_gain"])[starts], np.asarray(steps["batch_acc_gain"])[starts], target)
+    members = features.proposer_membership(np.asarray(stored_candidates)[starts]) & np.asarray(steps["mask"], bool)[starts][..., None]
     valid = np.isfinite(gain) & members.any(1)
     return starts, members, np.where(valid, rank_percentiles(gain, valid), np.nan)
 
@@ -439,10 +437,11 @@ def batch_choice_metrics(scores: np.ndarray, steps: dict, stored_candidates: np.
     if not keep.any():
         return {"rounds": 0}
     members, pct = members[keep], pct[keep]
+    from metaal.acquisition.policy import batch_mean_scores
+
     s = np.asarray(scores, np.float64)[starts[keep]]
-    s = np.where(np.isfinite(s), s, 0.0)
-    means = (members * s[..., None]).sum(1) / np.maximum(members.sum(1), 1)
-    means = np.where(np.isfinite(pct), means, -np.inf)
+    means = batch_mean_scores(members, np.where(np.isfinite(s), s, 0.0))
+    means = np.where(np.isfinite(pct), means, -np.inf)  # only measured batches compete
     chosen = pct[np.arange(len(pct)), means.argmax(1)]
     out = {"rounds": int(len(pct)), "policy": float(np.mean(chosen)), "policy_best": float(np.mean(chosen >= 1.0))}
     for p, name in enumerate(features.BATCH_PROPOSERS):
@@ -830,15 +829,16 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
 
         val_steps, _ = subset_steps(trajs.steps, val_ids)
         if len(val_ids):
+            val_scores = score_steps(scorer, val_steps)
+            stored_val = subset_steps(stored.steps, val_ids)[0]
             validation = {
-                "policy": decision_metrics(score_steps(scorer, val_steps), val_steps),
-                "heuristics": heuristic_metrics(subset_steps(stored.steps, val_ids)[0], seed=cfg.seed),
+                "policy": decision_metrics(val_scores, val_steps),
+                "heuristics": heuristic_metrics(stored_val, seed=cfg.seed),
                 "episodes": int(len(val_ids)),
                 "steps": int(len(val_steps["action"])),
             }
             if cfg.algo == "batch-gain":
-                validation["batch_choice"] = batch_choice_metrics(score_steps(scorer, val_steps), val_steps,
-                                                                  subset_steps(stored.steps, val_ids)[0]["candidates"],
+                validation["batch_choice"] = batch_choice_metrics(val_scores, val_steps, stored_val["candidates"],
                                                                   cfg.target)
         else:
             validation = {"policy": None, "heuristics": {}, "episodes": 0, "steps": 0}

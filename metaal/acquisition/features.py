@@ -255,6 +255,15 @@ class FeatureExtractor:
         return cand, ctx
 
 
+_IN_PROPOSER_COLUMNS = [FEATURE_NAMES.index(f"in_{p}") for p in BATCH_PROPOSERS]
+
+
+def proposer_membership(candidates: np.ndarray) -> np.ndarray:
+    """Which proposer's batch holds each candidate: (..., K, F) features -> (..., K, P) booleans, from the
+    ``in_<proposer>`` flags (P = len(BATCH_PROPOSERS))."""
+    return np.asarray(candidates)[..., _IN_PROPOSER_COLUMNS] > 0.5
+
+
 def pool_sample(state: ALState) -> np.ndarray:
     """The uniform sample of the unlabelled pool the features use for scales and density."""
     unl = state.unlabelled

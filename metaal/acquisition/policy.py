@@ -183,17 +183,23 @@ def check_margin_prior(weight: float, proposals: str | None = None) -> float:
     return weight
 
 
+def batch_mean_scores(members: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each proposer batch's mean item score: members (..., K, P), scores (..., K) -> (..., P); -inf for an
+    empty batch.  The whole-batch choice (``best_batch``) takes the largest."""
+    counts = members.sum(-2)
+    sums = (members * np.asarray(scores, np.float64)[..., None]).sum(-2)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+
+
 def best_batch(feats: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
     """Positions of the proposer batch (the ``in_<proposer>`` flags of ``feats``) with the highest mean score,
     best item first; ties go to the earlier proposer in ``features.BATCH_PROPOSERS``.  A batch short of n
     items (a small pool) is topped up with the best-scoring other candidates."""
-    cols = [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]
-    members = np.asarray(feats)[:, cols] > 0.5  # (candidates, proposers)
-    counts = members.sum(0)
-    if not counts.any():
+    members = features.proposer_membership(feats)  # (candidates, proposers)
+    if not members.any():
         raise MetaalError("choice 'batch' needs candidates drawn from the heuristics' batches (a batch-oracle policy)")
     scores = np.asarray(scores, np.float64)
-    means = np.where(counts > 0, (members * scores[:, None]).sum(0) / np.maximum(counts, 1), -np.inf)
+    means = batch_mean_scores(members, scores)
     chosen = np.flatnonzero(members[:, int(np.argmax(means))])
     rest = np.setdiff1d(np.arange(len(scores)), chosen)
     order = np.concatenate([chosen[np.argsort(-scores[chosen], kind="stable")], rest[np.argsort(-scores[rest], kind="stable")]])
