@@ -338,3 +338,16 @@ def test_shared_stores_are_the_ones_the_row_would_have_written(study, tmp_path):
     # the row's own generation finds its stores complete and adds nothing
     assert study.generate_stores((other, rows[other], str(tmp_path), 1)) == stores
     assert [fingerprint(str(tmp_path / other / s)) for s in stores] == before
+
+
+def test_a_variant_takes_its_siblings_finished_baselines(study, tmp_path):
+    root = tmp_path / "study"
+    for variant, f in (("first", "margin__seed0.json"), ("first", "policy__seed0.json"), ("second", "entropy__seed0.json")):
+        p = root / variant / "results-many" / "runs" / "synthetic_seed=9201" / f
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"{variant}/{f}")
+    assert study.reuse_finished_baselines(root, root / "second") == 1
+    runs = root / "second" / "results-many" / "runs" / "synthetic_seed=9201"
+    assert sorted(p.name for p in runs.iterdir()) == ["entropy__seed0.json", "margin__seed0.json"]
+    assert (runs / "margin__seed0.json").read_text() == "first/margin__seed0.json"
+    assert study.reuse_finished_baselines(root, root / "second") == 0  # nothing left to copy; its own runs stay
