@@ -54,6 +54,58 @@ def expert_signal_by_round(trajs) -> list[dict]:
     return out
 
 
+def batch_outcomes_by_round(trajs) -> list[dict]:
+    """Per round (1 = the first), for each heuristic whose batch the batch oracle retrained: the mean accuracy gain
+    of its whole batch, its mean rank percentile among the round's batches (1 = always the best) and the share of
+    rounds it wins (the batch oracle's pick: accuracy gain, loss breaking ties, ``BATCH_PROPOSERS`` order after that).
+
+    Which heuristic's batch is best, and when, is what a policy trained on the store can learn at most: a heuristic
+    whose batch wins often but has a low mean gain wins by luck a label-free policy cannot see.  [] for stores
+    without per-batch gains (other oracles, or written before metaal recorded them)."""
+    from metaal.acquisition.agreement import round_starts
+    from metaal.acquisition.features import BATCH_PROPOSERS
+    from metaal.distill import _ranked_gain, rank_percentiles
+
+    s = trajs.steps
+    if "batch_acc_gain" not in s or len(s["batch_acc_gain"]) == 0:
+        return []
+    starts, _ = round_starts(s)
+    acc = np.asarray(s["batch_acc_gain"], np.float64)[starts]
+    gain = _ranked_gain(np.asarray(s["batch_gain"])[starts], acc, "accuracy")
+    valid = np.isfinite(gain)
+    keep = valid.sum(1) >= 2
+    if not keep.any():
+        return []
+    episode = np.asarray(s["episode"])[starts]
+    first = np.r_[True, episode[1:] != episode[:-1]]
+    rounds = np.arange(len(starts)) - np.maximum.accumulate(np.where(first, np.arange(len(starts)), 0))
+    pct = np.where(valid, rank_percentiles(gain, valid), np.nan)
+    winner = np.where(valid, gain, -np.inf).argmax(1)
+    out = []
+    for r in np.unique(rounds[keep]):
+        sel = keep & (rounds == r)
+        row = {"round": int(r) + 1, "rounds": int(sel.sum()), "batches": {}}
+        for j, name in enumerate(BATCH_PROPOSERS):
+            if valid[sel, j].any():
+                row["batches"][name] = {"acc_gain": float(np.nanmean(acc[sel, j])), "rank": float(np.nanmean(pct[sel, j])),
+                                        "wins": float(np.mean(winner[sel] == j))}
+        out.append(row)
+    return out
+
+
+def batch_outcome_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    names = list(dict.fromkeys(n for r in rows for n in r["batches"]))
+    lines = ["  heuristic batches by round (mean accuracy gain / mean rank among the batches, 1 = best / share of rounds won):",
+             "    round  n  " + "  ".join(f"{n:>20}" for n in names)]
+    for r in rows:
+        cells = [(f"{b['acc_gain']:+.4f} / {b['rank']:.2f} / {b['wins']:.2f}" if (b := r["batches"].get(n)) else "-")
+                 for n in names]
+        lines.append(f"    {r['round']:5d} {r['rounds']:2d}  " + "  ".join(f"{c:>20}" for c in cells))
+    return lines
+
+
 def shard_report(status: dict) -> list[str]:
     """Lines on every writer group of a store: its counts, what a killed writer left, and the shards missing.
 
@@ -152,6 +204,7 @@ def describe_store(path: str) -> str:
         lines.append("  expert accuracy signal by round (no candidate gains accuracy / candidates tied at the best):")
         lines += [f"    round {r['round']}: {r['steps']} steps, no gain {r['no_gain']:.0%}, tied at the best {r['tied']:.0%}"
                   for r in expert_signal_by_round(trajs)]
+    lines += batch_outcome_lines(batch_outcomes_by_round(trajs))
     agree = float(np.mean(trajs.steps["action"] == trajs.steps["expert_action"]))
     lines.append(f"  roll-in took the expert's pick at {agree:.1%} of steps; mean round reward {np.mean(trajs.steps['reward'][trajs.steps['round_end']]):.4f}")
     lines.append("")

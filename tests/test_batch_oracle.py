@@ -455,3 +455,40 @@ def test_distill_cli_batch_gain_reports_the_whole_batch_choice(tmp_path):
     r = CliRunner().invoke(cli, ["distill", str(tmp_path / "c.zarr"), "--algo", "batch-gain", "--steps", "20",
                                  "--out", str(tmp_path / "bad"), "--quiet"])
     assert r.exit_code != 0 and "use choice 'batch'" in r.output
+
+
+def test_inspect_tells_per_round_which_heuristic_batch_wins_and_by_how_much(tmp_path):
+    """Mean gain, mean rank and win share per round and proposer, from the stored per-batch gains; ties in accuracy
+    go to the loss gain, then to BATCH_PROPOSERS order (the batch oracle's own pick)."""
+    from metaal.inspect import batch_outcomes_by_round
+    from metaal.store import Trajectories
+
+    P = len(BATCH_PROPOSERS)
+    # two episodes of two rounds, two steps per round (the second step of a round repeats the first's gains)
+    acc = np.zeros((4, P))
+    acc[0] = [0.2, 0.0, 0.0, 0.4, 0.0, 0.0]  # episode 0, round 1: coreset wins
+    acc[1] = [0.1, 0.1, 0.0, 0.0, 0.0, 0.0]  # round 2: margin and entropy tie in accuracy, entropy has the better loss
+    acc[2] = [0.4, 0.0, 0.0, 0.2, 0.0, 0.0]  # episode 1, round 1: margin wins
+    acc[3] = [0.0] * P  # round 2: all tie in both: margin, first in order
+    acc[3, 5] = np.nan  # random's batch not measured there
+    loss = np.zeros((4, P))
+    loss[1, 1] = 0.5
+    per_step = np.repeat(np.arange(4), 2)
+    steps = {"batch_acc_gain": acc[per_step], "batch_gain": loss[per_step], "episode": np.repeat([0, 1], 4),
+             "round_end": np.tile([False, True], 4), "action": np.zeros(8, np.int64)}
+    rows = batch_outcomes_by_round(Trajectories(attrs={}, steps=steps))
+    assert [(r["round"], r["rounds"]) for r in rows] == [(1, 2), (2, 2)]
+    first, second = rows[0]["batches"], rows[1]["batches"]
+    assert first["margin"]["acc_gain"] == pytest.approx(0.3) and first["coreset"]["acc_gain"] == pytest.approx(0.3)
+    assert first["margin"]["wins"] == first["coreset"]["wins"] == 0.5 and first["badge"]["wins"] == 0.0
+    assert first["margin"]["rank"] == pytest.approx((0.8 + 1.0) / 2)
+    assert second["entropy"]["wins"] == 0.5 and second["margin"]["wins"] == 0.5
+    assert second["random"]["wins"] == 0.0 and second["random"]["acc_gain"] == 0.0  # measured in one round only
+    # through the CLI on a real batch-oracle store; a lookahead store prints no such table
+    out = tmp_path / "b.zarr"
+    assert generate_batch(out, "--seed", "5").exit_code == 0
+    r = CliRunner().invoke(cli, ["inspect", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "heuristic batches by round" in r.output and all(p in r.output for p in BATCH_PROPOSERS)
+    assert batch_outcomes_by_round(Trajectories(attrs={}, steps={**steps, "batch_acc_gain": np.full((8, P), np.nan),
+                                                                 "batch_gain": np.full((8, P), np.nan)})) == []
