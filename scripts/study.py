@@ -51,6 +51,7 @@ REAL = ["sklearn:wine", "sklearn:iris"]
 MARGIN_PRIORS = (0.1, 0.2, 0.4)  # session 8's sweep of --policy-margin-prior
 TEN_CLASS_SOURCES = [*REAL, "synthetic:classes=10,sep=2.5"]  # session 7's sources with ten-class synthetic tasks
 TEN_CLASS_SPIKY_SOURCES = [*REAL, "synthetic:classes=10,sep=2.5,spikes=6"]  # session 14: ten classes with spikes
+HALF_TEN_CLASS_SPIKY_SOURCES = [*TEN_CLASS_SPIKY_SOURCES, TEN_CLASS_SPIKY_SOURCES[-1]]  # half the episodes spiky
 COUNT_WITH_CLASSES = {"count_context": "per-class-with-classes"}  # session 12: the class count beside the per-class count
 BATCH_GAIN = {"algo": "batch-gain", "choice": "batch"}  # session 13: the policy picks one heuristic batch whole
 ORACLE_REPEATS_3 = {"mode": "batch", "margin_pool": 5, "repeats": 3}  # session 12: the whole oracle table (it replaces)
@@ -302,6 +303,12 @@ def variants() -> dict[str, dict]:
                          _session_6(COUNT_WITH_CLASSES, sources=TEN_CLASS_SPIKY_SOURCES, episodes=36)),
         **_generation_seeds("per-class-initial-3-with-10-class-spiky-synthetic-class-count",
                             sources=TEN_CLASS_SPIKY_SOURCES, episodes=36, distill=COUNT_WITH_CLASSES),
+        # the same with half of 48 episodes on the ten-class spiky tasks (the list names them twice; each episode draws
+        # a source uniformly): the lever above was above the recipe on every family without reaching p < 0.05
+        **_distill_seeds("per-class-initial-3-with-half-10-class-spiky-synthetic-class-count",
+                         _session_6(COUNT_WITH_CLASSES, sources=HALF_TEN_CLASS_SPIKY_SOURCES, episodes=48)),
+        **_generation_seeds("per-class-initial-3-with-half-10-class-spiky-synthetic-class-count",
+                            sources=HALF_TEN_CLASS_SPIKY_SOURCES, episodes=48, distill=COUNT_WITH_CLASSES),
     }
 
 
