@@ -54,10 +54,12 @@ def expert_signal_by_round(trajs) -> list[dict]:
     return out
 
 
-def batch_outcomes_by_round(trajs) -> list[dict]:
+def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     """Per round (1 = the first), for each heuristic whose batch the batch oracle retrained: the mean accuracy gain
     of its whole batch, its mean rank percentile among the round's batches (1 = always the best) and the share of
-    rounds it wins (the batch oracle's pick: accuracy gain, loss breaking ties, ``BATCH_PROPOSERS`` order after that).
+    rounds it wins.  Batches are ranked as the expert ranked them: by ``metric``, by default the store's own
+    ``--oracle-metric`` ("loss": the loss gain; "accuracy": the accuracy gain, loss breaking ties), with
+    ``BATCH_PROPOSERS`` order after that, so the winner is the batch oracle's own pick.
 
     Which heuristic's batch is best, and when, is what a policy trained on the store can learn at most: a heuristic
     whose batch wins often but has a low mean gain wins by luck a label-free policy cannot see.  [] for stores
@@ -69,9 +71,10 @@ def batch_outcomes_by_round(trajs) -> list[dict]:
     s = trajs.steps
     if "batch_acc_gain" not in s or len(s["batch_acc_gain"]) == 0:
         return []
+    metric = metric or (trajs.attrs.get("oracle") or {}).get("metric") or "loss"  # generate's default metric
     starts, _ = round_starts(s)
     acc = np.asarray(s["batch_acc_gain"], np.float64)[starts]
-    gain = _ranked_gain(np.asarray(s["batch_gain"])[starts], acc, "accuracy")
+    gain = _ranked_gain(np.asarray(s["batch_gain"])[starts], acc, metric)
     valid = np.isfinite(gain)
     keep = valid.sum(1) >= 2
     if not keep.any():
@@ -93,11 +96,13 @@ def batch_outcomes_by_round(trajs) -> list[dict]:
     return out
 
 
-def batch_outcome_lines(rows: list[dict]) -> list[str]:
+def batch_outcome_lines(rows: list[dict], metric: str) -> list[str]:
     if not rows:
         return []
     names = list(dict.fromkeys(n for r in rows for n in r["batches"]))
-    lines = ["  heuristic batches by round (mean accuracy gain / mean rank among the batches, 1 = best / share of rounds won):",
+    ranked = "the loss gain" if metric == "loss" else "the accuracy gain, loss breaking ties"
+    lines = [f"  heuristic batches by round (mean accuracy gain / mean rank among the round's batches by {ranked}, as the "
+             "expert ranked them, 1 = best / share of rounds won):",
              "    round  n  " + "  ".join(f"{n:>20}" for n in names)]
     for r in rows:
         cells = [(f"{b['acc_gain']:+.4f} / {b['rank']:.2f} / {b['wins']:.2f}" if (b := r["batches"].get(n)) else "-")
@@ -204,7 +209,8 @@ def describe_store(path: str) -> str:
         lines.append("  expert accuracy signal by round (no candidate gains accuracy / candidates tied at the best):")
         lines += [f"    round {r['round']}: {r['steps']} steps, no gain {r['no_gain']:.0%}, tied at the best {r['tied']:.0%}"
                   for r in expert_signal_by_round(trajs)]
-    lines += batch_outcome_lines(batch_outcomes_by_round(trajs))
+    metric = (attrs.get("oracle") or {}).get("metric") or "loss"
+    lines += batch_outcome_lines(batch_outcomes_by_round(trajs, metric), metric)
     agree = float(np.mean(trajs.steps["action"] == trajs.steps["expert_action"]))
     lines.append(f"  roll-in took the expert's pick at {agree:.1%} of steps; mean round reward {np.mean(trajs.steps['reward'][trajs.steps['round_end']]):.4f}")
     lines.append("")

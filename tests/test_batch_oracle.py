@@ -476,7 +476,8 @@ def test_inspect_tells_per_round_which_heuristic_batch_wins_and_by_how_much(tmp_
     per_step = np.repeat(np.arange(4), 2)
     steps = {"batch_acc_gain": acc[per_step], "batch_gain": loss[per_step], "episode": np.repeat([0, 1], 4),
              "round_end": np.tile([False, True], 4), "action": np.zeros(8, np.int64)}
-    rows = batch_outcomes_by_round(Trajectories(attrs={}, steps=steps))
+    rows = batch_outcomes_by_round(Trajectories(attrs={"oracle": {"metric": "accuracy"}}, steps=steps))
+    assert rows == batch_outcomes_by_round(Trajectories(attrs={}, steps=steps), "accuracy")
     assert [(r["round"], r["rounds"]) for r in rows] == [(1, 2), (2, 2)]
     first, second = rows[0]["batches"], rows[1]["batches"]
     assert first["margin"]["acc_gain"] == pytest.approx(0.3) and first["coreset"]["acc_gain"] == pytest.approx(0.3)
@@ -484,6 +485,12 @@ def test_inspect_tells_per_round_which_heuristic_batch_wins_and_by_how_much(tmp_
     assert first["margin"]["rank"] == pytest.approx((0.8 + 1.0) / 2)
     assert second["entropy"]["wins"] == 0.5 and second["margin"]["wins"] == 0.5
     assert second["random"]["wins"] == 0.0 and second["random"]["acc_gain"] == 0.0  # measured in one round only
+    # a loss-metric expert (generate's default) ranks by the loss gain alone: entropy wins round 2 of episode 0, the
+    # other batches tie at 0 and go to margin, first in order; the accuracy gain is still what the table reports
+    by_loss = batch_outcomes_by_round(Trajectories(attrs={"oracle": {"metric": "loss"}}, steps=steps))
+    assert by_loss[0]["batches"]["margin"]["wins"] == 1.0 and by_loss[0]["batches"]["coreset"]["wins"] == 0.0
+    assert by_loss[1]["batches"]["entropy"]["wins"] == 0.5 and by_loss[0]["batches"]["coreset"]["acc_gain"] == pytest.approx(0.3)
+    assert by_loss == batch_outcomes_by_round(Trajectories(attrs={}, steps=steps))
     # through the CLI on a real batch-oracle store; a lookahead store prints no such table
     out = tmp_path / "b.zarr"
     assert generate_batch(out, "--seed", "5").exit_code == 0
