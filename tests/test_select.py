@@ -244,7 +244,7 @@ def al_state():
     return new_state(task, LearnerConfig(steps=30), LoopConfig(8, 40, 10), 0, "cpu")
 
 
-@pytest.mark.parametrize("name", ["margin", "entropy", "least_confidence", "bald", "random", "coreset", "badge"])
+@pytest.mark.parametrize("name", ["margin", "entropy", "least_confidence", "bald", "random", "coreset", "badge", "margin_pool_random"])
 def test_rank_pool_matches_the_strategies(al_state, name):
     st = al_state
     sel = rank_pool(st.pool_proba(), st.pool_embedding(), labelled=st.labelled, labels=st.task.y[st.labelled], n=10,

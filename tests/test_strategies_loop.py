@@ -40,6 +40,19 @@ def test_uncertainty_strategies_pick_the_most_uncertain(state):
     assert get_strategy("entropy").select(state, 1)[0] == unl[np.argmax(e)]
 
 
+def test_margin_pool_random_is_the_batch_oracles_random_proposal_among_uncertain_items(state):
+    from metaal.acquisition import scores
+    from metaal.oracle.batch import heuristic_batches, uncertain_pool
+
+    n = 7
+    picked = get_strategy("margin_pool_random").select(state, n)
+    unl = state.unlabelled
+    m = scores.margin(state.pool_proba()[unl])
+    assert np.isin(picked, unl[np.argsort(m)[: 5 * n]]).all()  # only among the 5n smallest margins
+    assert not np.array_equal(np.sort(picked), np.sort(get_strategy("margin").select(state, n)))  # not top-n margin
+    assert np.array_equal(picked, heuristic_batches(state, n, uncertain_pool(state, n, 5))["random"])
+
+
 def test_coreset_picks_far_points(state):
     from metaal.acquisition.strategies import k_center_greedy
 

@@ -156,8 +156,25 @@ class Badge(Strategy):
         return cands[kmeans_pp(g, n, state.rng(13))]
 
 
+class MarginPoolRandom(Strategy):
+    """Uniform among the ``POOL`` x n smallest margins: the batch oracle's "random" proposal with the `metaal run`
+    default's margin pool.  Top-n margin takes near-duplicates from one stretch of the decision boundary; sampling
+    among the uncertain items spreads the batch (as stochastic batch acquisition does).  In the expert's stores this
+    proposal's batch ranks best from the second round on, so it is the heuristic a policy most often imitates."""
+
+    name = "margin_pool_random"
+    description = "uniformly at random among the 5 x batch-size smallest-margin items (the batch oracle's random proposal)"
+    POOL = 5
+
+    def select(self, state, n, candidates=None):
+        from metaal.oracle.batch import uncertain_pool
+
+        cands = self._candidates(state, n, candidates)
+        return RandomStrategy().select(state, n, uncertain_pool(state, n, self.POOL, cands))
+
+
 HEURISTICS: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (RandomStrategy, LeastConfidence, Margin, Entropy, BALD, Coreset, Badge)
+    cls.name: cls for cls in (RandomStrategy, LeastConfidence, Margin, Entropy, BALD, Coreset, Badge, MarginPoolRandom)
 }
 
 
