@@ -26,6 +26,21 @@ def store_heuristic_table(trajs) -> dict:
 _SLICE_RE = re.compile(r"^(?P<kind>[sw])(?P<i>\d+)-of-(?P<n>\d+)$")
 
 
+def round_of_step(steps: dict) -> np.ndarray:
+    """Each step's round within its episode (0 = the first); steps are ordered by episode."""
+    ends = np.asarray(steps["round_end"]).astype(np.int64)
+    before = np.cumsum(ends) - ends  # round ends before each step, counted over the whole store
+    episode = np.asarray(steps["episode"])
+    starts = np.r_[0, np.flatnonzero(np.diff(episode)) + 1]
+    first = starts[np.searchsorted(starts, np.arange(len(episode)), side="right") - 1]
+    return before - before[first]
+
+
+def oracle_metric(attrs: dict) -> str:
+    """What the store's expert maximised (``generate --oracle-metric``; "loss", generate's default, when unrecorded)."""
+    return (attrs.get("oracle") or {}).get("metric") or "loss"
+
+
 def expert_signal_by_round(trajs) -> list[dict]:
     """Per round (1 = the first): how often no candidate raises validation accuracy, and the mean share of
     candidates tied at the best accuracy gain.
@@ -38,12 +53,7 @@ def expert_signal_by_round(trajs) -> list[dict]:
     keep = np.isfinite(acc).any(axis=1)
     if not keep.any():
         return []
-    ends = s["round_end"].astype(np.int64)
-    before = np.cumsum(ends) - ends  # round ends before each step, counted over the whole store
-    episode = s["episode"]
-    starts = np.r_[0, np.flatnonzero(np.diff(episode)) + 1]  # steps are ordered by episode
-    first = starts[np.searchsorted(starts, np.arange(len(episode)), side="right") - 1]
-    rounds = before - before[first]
+    rounds = round_of_step(s)
     best = acc.max(axis=1, keepdims=True)
     tied = (np.isclose(acc, best) & s["mask"]).sum(axis=1) / np.maximum(s["mask"].sum(axis=1), 1)
     out = []
@@ -71,7 +81,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     s = trajs.steps
     if "batch_acc_gain" not in s or len(s["batch_acc_gain"]) == 0:
         return []
-    metric = metric or (trajs.attrs.get("oracle") or {}).get("metric") or "loss"  # generate's default metric
+    metric = metric or oracle_metric(trajs.attrs)
     starts, _ = round_starts(s)
     acc = np.asarray(s["batch_acc_gain"], np.float64)[starts]
     gain = _ranked_gain(np.asarray(s["batch_gain"])[starts], acc, metric)
@@ -79,9 +89,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     keep = valid.sum(1) >= 2
     if not keep.any():
         return []
-    episode = np.asarray(s["episode"])[starts]
-    first = np.r_[True, episode[1:] != episode[:-1]]
-    rounds = np.arange(len(starts)) - np.maximum.accumulate(np.where(first, np.arange(len(starts)), 0))
+    rounds = round_of_step(s)[starts]
     pct = np.where(valid, rank_percentiles(gain, valid), np.nan)
     winner = np.where(valid, gain, -np.inf).argmax(1)
     out = []
@@ -209,8 +217,7 @@ def describe_store(path: str) -> str:
         lines.append("  expert accuracy signal by round (no candidate gains accuracy / candidates tied at the best):")
         lines += [f"    round {r['round']}: {r['steps']} steps, no gain {r['no_gain']:.0%}, tied at the best {r['tied']:.0%}"
                   for r in expert_signal_by_round(trajs)]
-    metric = (attrs.get("oracle") or {}).get("metric") or "loss"
-    lines += batch_outcome_lines(batch_outcomes_by_round(trajs, metric), metric)
+    lines += batch_outcome_lines(batch_outcomes_by_round(trajs), oracle_metric(attrs))
     agree = float(np.mean(trajs.steps["action"] == trajs.steps["expert_action"]))
     lines.append(f"  roll-in took the expert's pick at {agree:.1%} of steps; mean round reward {np.mean(trajs.steps['reward'][trajs.steps['round_end']]):.4f}")
     lines.append("")
