@@ -195,7 +195,7 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
 
 @pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic",
                                    "per-class-initial-3-with-r-sources", "per-class-initial-3-oracle-repeats-3",
-                                   "per-class-initial-3-with-10-class-synthetic-class-count"])
+                                   "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-dagger"])
 def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
     """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
     be the lever with that seed and nothing else."""
@@ -338,6 +338,48 @@ def test_shared_stores_are_the_ones_the_row_would_have_written(study, tmp_path):
     # the row's own generation finds its stores complete and adds nothing
     assert study.generate_stores((other, rows[other], str(tmp_path), 1)) == stores
     assert [fingerprint(str(tmp_path / other / s)) for s in stores] == before
+
+
+def test_the_dagger_lever_is_the_recipe_with_one_dagger_iteration(study):
+    from dataclasses import replace
+
+    rows = study.variants()
+    lever = "per-class-initial-3-dagger"
+    assert {k: v for k, v in rows[lever].items() if k != "dagger"} == rows[study.SESSION_6_DEFAULT]
+    assert all(rows[n]["dagger"] == {"seed_offset": 1000} for n in rows if n.startswith(lever))
+    assert study.dagger_seed_offset(rows[lever]) == 1000
+    assert study.dagger_seed_offset(rows["margin-pool-5-dagger"]) == 1  # the session-3 row as it was run
+    assert study.dagger_seed_offset(rows[study.SESSION_6_DEFAULT]) == 1
+    built = study.build("d", rows[lever], None, 3)
+    assert replace(built, workers=1) == replace(study.build("r", rows[study.SESSION_6_DEFAULT], None, 3), workers=1)
+
+
+def test_a_dagger_iteration_rolls_in_the_first_policy_on_every_store(study, tmp_path):
+    """The first stores are shared with the lever's distillation-seed siblings (in ``iter0``); the second ones are
+    written with the first policy's roll-in and another generation seed, for the default and the initial-3 store
+    alike, and the final policy is distilled from all four."""
+    import json
+    from dataclasses import replace
+
+    from metaal.store import store_attrs
+
+    rows = study.variants()
+    name, sibling = "per-class-initial-3-dagger", "per-class-initial-3-dagger-distill-seed-1"
+    todo = {name: rows[name], sibling: rows[sibling]}
+    assert study.store_groups(todo) == [[name, sibling]]
+    stores = study.generate_stores((name, rows[name], str(tmp_path), 1))
+    assert study.share_stores(tmp_path, [name, sibling], stores, todo) == 2
+    assert sorted(p.name for p in (tmp_path / sibling / "iter0").iterdir()) == sorted(stores)
+    built = study.build(name, rows[name], 1, 3)
+    built = replace(built, distill=replace(built.distill, steps=20, batch_size=16))
+    policy = study.dagger_policy(built, tmp_path / name, study.dagger_seed_offset(rows[name]))
+    for store in ("store.zarr", "store-initial-3.zarr"):
+        config = store_attrs(tmp_path / name / "iter1" / store)["config"]
+        assert config["rollin"] == f"policy:{tmp_path / name / 'iter0' / 'policy'}" and config["beta"] == 0.5
+        assert config["seed"] == built.generate.seed + 1000
+    sources = [Path(s["path"]) for s in json.loads((policy / "metaal-policy.json").read_text())["sources"]]
+    assert sorted((p.parent.name, p.name) for p in sources) == sorted(
+        (it, s) for it in ("iter0", "iter1") for s in stores)
 
 
 def test_a_variant_takes_its_siblings_finished_baselines(study, tmp_path):
