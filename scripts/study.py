@@ -56,6 +56,7 @@ COUNT_WITH_CLASSES = {"count_context": "per-class-with-classes"}  # session 12: 
 BATCH_GAIN = {"algo": "batch-gain", "choice": "batch"}  # session 13: the policy picks one heuristic batch whole
 ORACLE_REPEATS_3 = {"mode": "batch", "margin_pool": 5, "repeats": 3}  # session 12: the whole oracle table (it replaces)
 SOURCE_SPLIT_35 = {"test_fraction": 0.05, "val_fraction": 0.35}  # session 9: about twice the sources' validation items
+ORACLE_HORIZON_2 = {"mode": "batch", "margin_pool": 5, "horizon": 2}  # session 15: each batch judged a round later
 DAGGER_SEED_1000 = {"seed_offset": 1000}  # session 15: one DAgger iteration on the recipe (study.dagger_policy)
 IN_FLAGS = ["in_margin", "in_entropy", "in_bald", "in_coreset", "in_badge", "in_random"]
 
@@ -318,6 +319,13 @@ def variants() -> dict[str, dict]:
         **_distill_seeds("per-class-initial-3-dagger", {**_session_6(), "dagger": DAGGER_SEED_1000}),
         **{row: {**change, "dagger": DAGGER_SEED_1000}
            for row, change in _generation_seeds("per-class-initial-3-dagger").items()},
+        # session 15: a batch judged by the validation gain one round later, after a margin round on top (--oracle-horizon
+        # 2).  The one-round expert prefers the spread batches (coreset's in the first round, random's from the second)
+        # that the policy then imitates, yet spreading is no better than margin's own batch in the loop on any tuning set
+        # (margin_pool_random against margin: -0.0024 to +0.0017 AULC per family); a batch that only pays off at once
+        # and sets up a worse next round loses here
+        **_distill_seeds("per-class-initial-3-horizon-2", _session_6(generate={"oracle": ORACLE_HORIZON_2})),
+        **_generation_seeds("per-class-initial-3-horizon-2", generate={"oracle": ORACLE_HORIZON_2}),
     }
 
 

@@ -195,7 +195,8 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
 
 @pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic",
                                    "per-class-initial-3-with-r-sources", "per-class-initial-3-oracle-repeats-3",
-                                   "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-dagger"])
+                                   "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-dagger",
+                                   "per-class-initial-3-horizon-2"])
 def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
     """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
     be the lever with that seed and nothing else."""
@@ -352,6 +353,17 @@ def test_the_dagger_lever_is_the_recipe_with_one_dagger_iteration(study):
     assert study.dagger_seed_offset(rows[study.SESSION_6_DEFAULT]) == 1
     built = study.build("d", rows[lever], None, 3)
     assert replace(built, workers=1) == replace(study.build("r", rows[study.SESSION_6_DEFAULT], None, 3), workers=1)
+
+
+def test_the_horizon_lever_changes_only_the_oracles_horizon(study):
+    from dataclasses import replace
+
+    rows = study.variants()
+    default, lever = (study.build("s", rows[n], None, 3) for n in (study.SESSION_6_DEFAULT, "per-class-initial-3-horizon-2"))
+    assert lever.generate.oracle == {**default.generate.oracle, "horizon": 2}
+    assert replace(lever.generate, oracle=default.generate.oracle) == default.generate
+    assert (lever.distill, lever.extra_initial, lever.evaluate, lever.sources) == (
+        default.distill, default.extra_initial, default.evaluate, default.sources)
 
 
 def test_a_dagger_iteration_rolls_in_the_first_policy_on_every_store(study, tmp_path):
