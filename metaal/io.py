@@ -87,6 +87,25 @@ def package_versions() -> dict:
     return out
 
 
+def compute_platform() -> dict:
+    """What the floating-point results depend on beyond the package versions.
+
+    torch picks vectorised CPU kernels by instruction set (AVX-512, AVX2 or scalar); their last-bit differences
+    flip near-ties between margins, so the same seeds give different learning curves on different CPUs (digits,
+    margin, 5 seeds: 0.8424 with ATEN_CPU_CAPABILITY=default, 0.8439 with AVX2 on one machine)."""
+    import platform
+
+    out = {"machine": platform.machine(), "python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+        out["torch_threads"] = int(torch.get_num_threads())
+    except Exception:  # torch missing or too old to say
+        out["torch_cpu_capability"] = None
+    return out
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     import hashlib

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metaal.io import atomic_write_json, atomic_write_text, package_versions
+from metaal.io import atomic_write_json, atomic_write_text, compute_platform, package_versions
 from metaal.metrics import labels_to_reach, mean_std_ci95, paired_test, win_tie_loss
 
 RESULTS_FORMAT = "metaal-results"
@@ -122,6 +122,16 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines).lstrip("\n")
 
 
+def _platform_line(results: dict) -> list[str]:
+    """Where the numbers were computed: the same seeds give other curves on a CPU with other vector kernels."""
+    plat, ver = results.get("platform") or {}, results.get("versions") or {}
+    if not plat:
+        return []
+    return [f"Computed with torch {ver.get('torch')} on {plat.get('machine')} (torch CPU kernels: "
+            f"{plat.get('torch_cpu_capability')}, {plat.get('torch_threads')} threads); the same seeds give slightly "
+            "different curves with other CPU kernels.", ""]
+
+
 def report_markdown(results: dict) -> str:
     cfg = results["config"]
     out = [
@@ -136,6 +146,7 @@ def report_markdown(results: dict) -> str:
         "(mean over the seeds that reached it; reached/total in brackets). W/T/L vs random: per-seed AULC "
         "differences beyond ±0.002; verdict from a two-sided paired t-test at α = 0.05.",
         "",
+        *_platform_line(results),
     ]
     for task in cfg["tasks"]:
         rows = [r for r in results["summary"] if r["task"] == task]
@@ -177,6 +188,7 @@ def write_results(out: Path, config, runs: list[dict]) -> dict:
         "format_version": RESULTS_VERSION,
         "config": config.to_dict(),
         "versions": package_versions(),
+        "platform": compute_platform(),
         "summary": summary,
         "runs": [{k: v for k, v in r.items() if k != "identity"} for r in runs],
     }

@@ -51,6 +51,11 @@ def test_transfer_eval_writes_every_file_and_resumes(tmp_path):
     assert (out / "curve_sklearn_iris.png").stat().st_size > 5000
     report = (out / "report.md").read_text()
     assert "## sklearn:iris" in report and "W/T/L vs random" in report
+    # where the numbers were computed: torch's CPU kernels change last bits, and so the curves
+    import torch
+
+    assert res["platform"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert f"torch CPU kernels: {res['platform']['torch_cpu_capability']}" in report
     # rerun: finished runs are skipped and results are identical
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
     r2 = invoke("transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin,coreset,badge,bald", "--seeds", "2", *FAST, "--out", str(out))
@@ -122,3 +127,4 @@ def test_listing_commands():
     r = invoke("strategies")
     for name in ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge"):
         assert name in r.output
+
