@@ -130,7 +130,7 @@ def _learner_config(p: dict):
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
              "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist",
-             "policy_margin_prior", "oracle", "backend", "address", "gpus_per_run"}
+             "policy_margin_prior", "oracle", "workers", "backend", "address", "gpus_per_run"}
 
 
 @cli.command("transfer-eval")
@@ -149,6 +149,9 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
 @learner_options
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Local processes running (task, seed) groups side by side (each with --threads threads); "
+                   "the results do not depend on it.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
 @click.option("--gpus-per-run", type=float, default=0.0, show_default=True,
@@ -199,8 +202,10 @@ def transfer_eval(ctx, **p):
         trust_pickle=p["trust_pickle"],
         oracle=dict(p.get("oracle") or {}),
     )
+    if p["workers"] != 1 and p["backend"] == "ray":
+        raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
     results = run(config, p["out"], progress=not p["quiet"], backend=p["backend"], address=p["address"],
-                  gpus_per_run=p["gpus_per_run"], threads=threads)
+                  gpus_per_run=p["gpus_per_run"], threads=threads, workers=int(p["workers"]))
     click.echo(format_table(results["summary"]))
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 

@@ -112,12 +112,15 @@ def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
 
 
 def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
-                  address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1) -> dict:
+                  address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1) -> dict:
     """Run every (task, seed, strategy) not already finished in ``out``; return the results dict.
 
-    ``backend="ray"`` runs each (task, strategy, seed) as a Ray task (``threads`` torch threads and
-    CPUs, ``gpus_per_run`` GPUs) on the cluster at ``address`` (None: a local Ray instance); every
-    run writes its own file in ``OUT/runs`` and the report is built from them as with the local backend.
+    ``workers`` > 1 (local backend): that many processes, each running whole (task, seed) groups with
+    ``threads`` torch threads; a run's result does not depend on which process ran it, so the files
+    are the ones one process writes.  ``backend="ray"`` runs each (task, strategy, seed) as a Ray task
+    (``threads`` torch threads and CPUs, ``gpus_per_run`` GPUs) on the cluster at ``address`` (None: a
+    local Ray instance); every run writes its own file in ``OUT/runs`` and the report is built from
+    them as with the local backend.
     """
     from metaal.backends import check_backend_options, check_ray_device, import_ray
     from metaal.report import write_results
@@ -141,6 +144,8 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
         import_ray()  # the install hint before anything else
     if threads < 1:
         raise MetaalError(f"--threads must be at least 1, got {threads}")
+    if workers < 1:
+        raise MetaalError(f"--workers must be at least 1, got {workers}")
     config.loop.validate()
     if backend == "ray":
         check_ray_device(config.device, gpus_per_run, gpus_option="--gpus-per-run")
@@ -156,6 +161,7 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     plan = [(spec, seed, name) for spec in config.tasks for seed in seeds for name in names]
     found = {key: _load_run(run_path(out, *_pts(key)), run_identity(config, *_pts(key))) for key in plan}
     todo = [key for key in plan if found[key] is None]
+    todo_set = set(todo)
     rounds = len(config.loop.rounds())
     bar = tqdm(total=len(plan) * rounds, initial=(len(plan) - len(todo)) * rounds, desc="transfer-eval", unit="round",
                disable=not progress, dynamic_ncols=True)
@@ -168,6 +174,13 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
                 for i, run in ray_map(_ray_run, items, num_cpus=threads, num_gpus=gpus_per_run):
                     found[todo[i]] = run
                     bar.update(rounds)
+        elif todo and workers > 1:
+            groups = [(spec, seed, [name for name in names if (spec, seed, name) in todo_set])
+                      for spec in config.tasks for seed in seeds]
+            for run in _map_groups(config, out, [g for g in groups if g[2]], workers, threads):
+                found[(run["task"], run["seed"], run["strategy"])] = run
+                bar.set_postfix_str(f"{_short(run['task'])} · {run['strategy']} · seed {run['seed']}")
+                bar.update(rounds)
         elif todo:
             for spec in config.tasks:
                 for seed in seeds:
@@ -225,6 +238,34 @@ def _by_round(selected: list[int], sizes: list[int]) -> list[list[int]]:
         out.append(selected[start:start + size])
         start += size
     return out
+
+
+def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threads: int):
+    """Finished runs, as they finish, of (task, seed, strategies) groups spread over ``workers`` processes."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # torch and fork do not mix
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx) as pool:
+        futures = [pool.submit(_group_runs, config, str(out), spec, seed, names, threads) for spec, seed, names in groups]
+        try:
+            for fut in cf.as_completed(futures):
+                yield from fut.result()
+        except BaseException:  # a failed run (or Ctrl-C) stops what has not started; finished files stay
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[str], threads: int) -> list[dict]:
+    """A worker process: the missing runs of one (task, seed), the task loaded once."""
+    import torch
+
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    task = _load_eval_task(config, spec, seed)
+    return [_run_and_save(config, Path(out), task, spec, name, seed, _make_strategy(name, config, device), device)
+            for name in names]
 
 
 def _ray_run(config: EvalConfig, out: str, spec: str, name: str, seed: int, threads: int) -> dict:

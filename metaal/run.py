@@ -53,7 +53,9 @@ class Study:
     generate: GenerateConfig = None
     distill: DistillConfig = None
     evaluate: EvalConfig = None
-    workers: int = 1
+    # processes for generation (one shard each) and for transfer-eval ((task, seed) groups); the results do not
+    # depend on it (tests/test_generate.py, tests/test_cli_eval.py), the time does: 2 fills a 2-core laptop
+    workers: int = 2
     # the sources are also run from these initial labelled-set sizes, each into its own store
     # (DIR/store-initial-<n>.zarr), and every store is distilled together
     extra_initial: list[int] = field(default_factory=list)
@@ -185,7 +187,7 @@ def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.e
             echo(validation_table(meta["validation"]))
     study.evaluate = replace(study.evaluate, policy=str(policy))
     echo(f"[3/3] transfer-eval on held-out {', '.join(study.targets)} ({study.evaluate.seeds} seeds) -> {results}")
-    return transfer_eval(study.evaluate, results, progress=progress)
+    return transfer_eval(study.evaluate, results, progress=progress, workers=study.workers)
 
 
 def _same_policy(meta_file: Path, store_fps: list[str], cfg: DistillConfig) -> bool:

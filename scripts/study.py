@@ -71,6 +71,7 @@ def base_study():
     study.generate = replace(study.generate, candidates=32, oracle={})
     study.distill = replace(study.distill, target="loss", drop_features=[], count_context="raw")
     study.extra_initial = []  # `metaal run` also runs the sources from 3 labels since session 6 (a variant key here)
+    study.workers = 1  # the study runs its variants side by side itself (`metaal run` uses 2 processes since session 15)
     return study
 
 

@@ -128,3 +128,24 @@ def test_listing_commands():
     for name in ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge"):
         assert name in r.output
 
+
+def test_local_workers_write_the_runs_one_process_writes(tmp_path):
+    """--workers 2 spreads (task, seed) groups over two processes; every run file and number is the same."""
+    args = ["transfer-eval", "--tasks", "sklearn:iris,sklearn:wine", "--strategies", "margin,coreset", "--seeds", "2", *FAST]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke(*args, "--out", str(one)).exit_code == 0
+    r = invoke(*args, "--workers", "2", "--out", str(two))
+    assert r.exit_code == 0, r.output
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert a["summary"] == b["summary"] and a["runs"] == b["runs"] and len(b["runs"]) == 12
+    assert (one / "curves.csv").read_text() == (two / "curves.csv").read_text()
+    for f in (one / "runs").rglob("*.json"):
+        assert json.loads(f.read_text()) == json.loads((two / f.relative_to(one)).read_text())
+
+
+@pytest.mark.parametrize("extra,needle", [(["--workers", "0"], "--workers must be at least 1"),
+                                          (["--workers", "2", "--backend", "ray"], "--workers is for the local backend")])
+def test_bad_workers(extra, needle, tmp_path):
+    r = CliRunner().invoke(cli, ["transfer-eval", "--tasks", "sklearn:iris", "--seeds", "1", *FAST, *extra,
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
