@@ -90,7 +90,7 @@ def _copy_baselines(source: Path, dest: Path) -> None:
 
 
 def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None, tasks=None,
-                seeds: int = HELDOUT_SEEDS) -> None:
+                seeds: int = HELDOUT_SEEDS, workers: int = 1) -> None:
     """transfer-eval of one policy on the held-out targets (`metaal run`'s unless ``tasks``); transfer-eval
     itself skips finished runs and redoes copied ones whose identity does not match."""
     from metaal.evaluate import EvalConfig, transfer_eval
@@ -101,7 +101,7 @@ def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None,
         _copy_baselines(baselines_from, out)
     config = EvalConfig(tasks=list(tasks or DEFAULT_TARGETS), strategies=["random", "margin"], seeds=seeds, seed=0,
                         loop=LoopConfig(10, HELDOUT_BUDGET, 10), policy=str(policy_dir))
-    transfer_eval(config, out, progress=False)
+    transfer_eval(config, out, progress=False, workers=workers)
 
 
 def correlations(tuning: dict[str, list[float]], heldout: dict[str, list[float]]) -> list[dict]:
@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--baselines-from", default=None, help="a transfer-eval directory with finished random and margin runs")
     ap.add_argument("--tasks", default=",".join(DEFAULT_TARGETS), help="comma list of held-out tasks")
     ap.add_argument("--seeds", type=int, default=HELDOUT_SEEDS, help="evaluation seeds 0..N-1")
+    ap.add_argument("--distill-seeds", default="0,1,2", help="the distillation seeds each draw has (session 15: 0)")
+    ap.add_argument("--workers", type=int, default=2, help="processes for each policy's transfer-eval (same runs)")
     ap.add_argument("--pool-tasks", action="store_true",
                     help="report the mean over the tasks as one target instead of each task")
     args = ap.parse_args()
@@ -148,12 +150,14 @@ def main():
     gaps = {}  # (arm, task) -> per-round gap of each policy
     draws = {}
     for arm in arms:
-        for g, _, name in draw_names(arm, aliases=study.DRAW_ARM_ALIASES):
+        distill_seeds = tuple(int(s) for s in args.distill_seeds.split(","))
+        for g, _, name in draw_names(arm, distill_seeds=distill_seeds, aliases=study.DRAW_ARM_ALIASES):
             dest = out / name
             if not all(run_path(dest, t, "policy", s).is_file() for t in tasks for s in range(args.seeds)):
                 finished = next((p for p in sorted(out.glob("*")) if (p / "summary.json").is_file()), None)
                 run_heldout(Path(args.study_out) / name / "policy", dest,
-                            Path(args.baselines_from) if args.baselines_from else finished, tasks, args.seeds)
+                            Path(args.baselines_from) if args.baselines_from else finished, tasks, args.seeds,
+                            args.workers)
             row = study.summarise(study.collect_variant(name, args.study_out))
             cells = row["cells"]
             for label in study.DRAW_SETS:
