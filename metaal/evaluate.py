@@ -161,7 +161,6 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     plan = [(spec, seed, name) for spec in config.tasks for seed in seeds for name in names]
     found = {key: _load_run(run_path(out, *_pts(key)), run_identity(config, *_pts(key))) for key in plan}
     todo = [key for key in plan if found[key] is None]
-    todo_set = set(todo)
     rounds = len(config.loop.rounds())
     bar = tqdm(total=len(plan) * rounds, initial=(len(plan) - len(todo)) * rounds, desc="transfer-eval", unit="round",
                disable=not progress, dynamic_ncols=True)
@@ -175,9 +174,10 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
                     found[todo[i]] = run
                     bar.update(rounds)
         elif todo and workers > 1:
-            groups = [(spec, seed, [name for name in names if (spec, seed, name) in todo_set])
-                      for spec in config.tasks for seed in seeds]
-            for run in _map_groups(config, out, [g for g in groups if g[2]], workers, threads):
+            groups: dict[tuple[str, int], list[str]] = {}  # (task, seed) -> its missing strategies, in plan order
+            for spec, seed, name in todo:
+                groups.setdefault((spec, seed), []).append(name)
+            for run in _map_groups(config, out, [(*key, names) for key, names in groups.items()], workers, threads):
                 found[(run["task"], run["seed"], run["strategy"])] = run
                 bar.set_postfix_str(f"{_short(run['task'])} · {run['strategy']} · seed {run['seed']}")
                 bar.update(rounds)
@@ -258,7 +258,7 @@ def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threa
 
 
 def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[str], threads: int) -> list[dict]:
-    """A worker process: the missing runs of one (task, seed), the task loaded once."""
+    """A worker process (or a Ray task, with one name): the missing runs of one (task, seed), the task loaded once."""
     import torch
 
     torch.set_num_threads(threads)
@@ -270,12 +270,7 @@ def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[
 
 def _ray_run(config: EvalConfig, out: str, spec: str, name: str, seed: int, threads: int) -> dict:
     """A Ray task: one (task, strategy, seed) run, written to its own file."""
-    import torch
-
-    torch.set_num_threads(threads)
-    device = resolve_device(config.device)
-    task = _load_eval_task(config, spec, seed)
-    return _run_and_save(config, Path(out), task, spec, name, seed, _make_strategy(name, config, device), device)
+    return _group_runs(config, out, spec, seed, [name], threads)[0]
 
 
 def _short(spec: str) -> str:

@@ -95,15 +95,10 @@ def compute_platform() -> dict:
     margin, 5 seeds: 0.8424 with ATEN_CPU_CAPABILITY=default, 0.8439 with AVX2 on one machine)."""
     import platform
 
-    out = {"machine": platform.machine(), "python": platform.python_version()}
-    try:
-        import torch
+    import torch
 
-        out["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
-        out["torch_threads"] = int(torch.get_num_threads())
-    except Exception:  # torch missing or too old to say
-        out["torch_cpu_capability"] = None
-    return out
+    return {"machine": platform.machine(), "python": platform.python_version(),
+            "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "torch_threads": torch.get_num_threads()}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -149,8 +149,8 @@ def main():
     halves = {}  # set or target -> ([even-seed values], [odd-seed values]), one entry per policy
     gaps = {}  # (arm, task) -> per-round gap of each policy
     draws = {}
+    distill_seeds = tuple(int(s) for s in args.distill_seeds.split(","))
     for arm in arms:
-        distill_seeds = tuple(int(s) for s in args.distill_seeds.split(","))
         for g, _, name in draw_names(arm, distill_seeds=distill_seeds, aliases=study.DRAW_ARM_ALIASES):
             dest = out / name
             if not all(run_path(dest, t, "policy", s).is_file() for t in tasks for s in range(args.seeds)):
