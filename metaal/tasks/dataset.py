@@ -141,8 +141,10 @@ def make_task(dataset: Dataset, seed: int, config: SplitConfig | None = None, *,
     rest = np.setdiff1d(all_idx, test)
     val = _stratified_take(rng, rest, dataset.y, n_val)
     pool = np.setdiff1d(rest, val)
-    if config.max_pool is not None and len(pool) > config.max_pool:
-        pool = _stratified_take(rng, pool, dataset.y, config.max_pool)
+    # A loader may suggest a cap for its big sets (keel: 5000); an explicit SplitConfig.max_pool wins.
+    max_pool = config.max_pool if config.max_pool is not None else dataset.info.get("max_pool")
+    if max_pool is not None and len(pool) > max_pool:
+        pool = _stratified_take(rng, pool, dataset.y, max_pool)
     X = _standardise(dataset.X, pool)
     order = np.concatenate([pool, val, test])  # contiguous layout: pool first
     X, y = X[order], dataset.y[order]

@@ -1,4 +1,4 @@
-"""Loaders behind each task-spec prefix: scikit-learn, synthetic, torchvision, npz, csv."""
+"""Loaders behind each task-spec prefix: scikit-learn, synthetic, torchvision, npz, csv (KEEL: ``keel.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 from metaal.errors import MetaalError
 from metaal.tasks.dataset import Dataset, validate_arrays
 
-SKLEARN_SETS = ("digits", "wine", "breast_cancer", "iris")
+SKLEARN_SETS = ("digits", "digits_image", "wine", "breast_cancer", "iris")
+# digits_image: the same 1,797 digits as 1x8x8 images, so `--model auto` trains the CNN on a task that
+# runs on a laptop CPU; the rows and labels are digits' own (a twin in the task split).
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "kmnist", "cifar10")
 
 
@@ -20,7 +22,11 @@ def load_sklearn(name: str) -> Dataset:
 
     if name not in SKLEARN_SETS:
         raise MetaalError(f"unknown scikit-learn task 'sklearn:{name}' (choose from {', '.join(SKLEARN_SETS)})")
-    bunch = getattr(skd, f"load_{name}")()
+    if name == "digits_image":
+        bunch = skd.load_digits()
+        bunch.data = bunch.images[:, None]  # (N, 1, 8, 8) grey levels 0..16
+    else:
+        bunch = getattr(skd, f"load_{name}")()
     ds = validate_arrays(f"sklearn:{name}", bunch.data, bunch.target)
     names = tuple(str(n) for n in getattr(bunch, "target_names", ds.class_names))
     return Dataset(ds.spec, ds.X, ds.y, names if len(names) == ds.n_classes else ds.class_names)
