@@ -64,6 +64,12 @@ class Study:
         overlap = sorted(set(self.sources) & set(self.targets))
         if overlap:
             raise MetaalError(f"source and target tasks overlap ({', '.join(overlap)}): the policy must be evaluated on unseen tasks")
+        from metaal.tasks.splits import load_splits
+
+        twins = load_splits().shared_data(self.sources, self.targets)
+        if twins:  # e.g. keel:optdigits as a source and sklearn:digits (its test part) as a target
+            raise MetaalError(f"source {twins[0][0]} and target {twins[0][1]} are the same data under two names "
+                              "(twins in metaal/tasks/splits.toml): the policy must be evaluated on unseen data")
         initial = self.generate.loop.initial if self.generate else None
         if any(n < 1 for n in self.extra_initial) or len(set(self.extra_initial)) < len(self.extra_initial) \
                 or initial in self.extra_initial:

@@ -110,6 +110,15 @@ def test_run_rejects_overlapping_sources_and_targets(tmp_path):
     assert r.exit_code == 2 and "overlap" in r.output
 
 
+def test_run_rejects_a_source_that_is_a_targets_twin(tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[run]\nsources = ["keel:optdigits"]\ntargets = ["sklearn:digits"]\n')
+    r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "error: source keel:optdigits and target sklearn:digits are the same data under two names" in r.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 def test_run_config_sets_the_policy_margin_prior_and_checks_its_type(tmp_path):
     from metaal.run import study_from_file
 

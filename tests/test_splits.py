@@ -75,3 +75,10 @@ def test_twins_in_different_groups_fail_the_check():
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(MetaalError, match="not found"):
         load_splits(tmp_path / "nope.toml")
+
+
+def test_shared_data_names_the_same_task_and_twins(tmp_path):
+    s = load_splits(write(tmp_path, GOOD))
+    assert s.shared_data(["keel:optdigits", "keel:a"], ["sklearn:digits", "keel:a", "keel:b"]) == [
+        ("keel:optdigits", "sklearn:digits"), ("keel:a", "keel:a")]
+    assert s.shared_data(["keel:a"], ["keel:b"]) == []

@@ -57,6 +57,12 @@ class TaskSplits:
     def fold_of(self, task: str) -> int | None:
         return next((k for k, f in enumerate(self.folds) if task in f), None)
 
+    def shared_data(self, these: list[str], those: list[str]) -> list[tuple[str, str]]:
+        """Pairs (a, b), a from these and b from those, that are the same task or twins: a policy that learned
+        from a must not be judged on b."""
+        unit = {t: name for name, members in self.twins.items() for t in members}
+        return [(a, b) for a in these for b in those if a == b or (a in unit and unit.get(b) == unit[a])]
+
     def check(self) -> TaskSplits:
         """Raise a one-line MetaalError if the split breaks a rule; return self otherwise."""
         unknown = sorted(set(self.groups) - set(GROUPS))
