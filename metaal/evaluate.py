@@ -155,6 +155,10 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     out = ensure_writable_dir(out, "results directory")
     names = config.strategy_list()
     strategies = {name: _make_strategy(name, config, device) for name in names}  # fail fast on bad names
+    # Every task once, as generate does: a typo or a task too small for the budget fails before any run,
+    # not after the runs of the tasks listed before it.
+    for spec in dict.fromkeys(config.tasks):
+        _load_eval_task(config, spec, config.seed)
 
     # The runs in report order; finished ones are read back, the others run below.
     seeds = [config.seed + i for i in range(config.seeds)]

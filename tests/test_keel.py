@@ -79,10 +79,12 @@ def test_unknown_or_missing_sets_are_one_line_errors(toy_keel):
         load_dataset("keel:gone")
 
 
-def test_unknown_keel_task_exits_2(tmp_path):
-    r = CliRunner().invoke(cli, ["transfer-eval", "--tasks", "keel:nosuch", "--seeds", "1", "--out", str(tmp_path)])
+def test_a_bad_task_anywhere_in_the_list_stops_transfer_eval_before_any_run(tmp_path):
+    r = CliRunner().invoke(cli, ["transfer-eval", "--tasks", "sklearn:iris,keel:nosuch", "--seeds", "1",
+                                 "--budget", "20", "--out", str(tmp_path / "out")])
     assert r.exit_code == 2
-    assert r.output.strip().splitlines()[-1] == "error: unknown KEEL task 'keel:nosuch' (see `metaal datasets --family keel`)"
+    assert r.output.strip().splitlines() == ["error: unknown KEEL task 'keel:nosuch' (see `metaal datasets --family keel`)"]
+    assert not (tmp_path / "out" / "runs").exists()
 
 
 def test_every_bundled_keel_set_loads():
