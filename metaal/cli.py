@@ -11,6 +11,16 @@ import click
 from metaal.errors import MetaalError
 
 
+def merge(ctx, params: dict, file_values: dict) -> dict:
+    """Explicit command-line values > config file > click defaults."""
+    merged = dict(params)
+    for key, value in file_values.items():
+        source = ctx.get_parameter_source(key)
+        if source is None or source in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+            merged[key] = value
+    return merged
+
+
 def _list(value) -> list[str]:
     if value is None:
         return []
@@ -191,7 +201,7 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 @handle_errors
 def transfer_eval(ctx, **p):
     """Compare strategies on tasks: learning curves, AULC, labels saved, plots and a report."""
-    from metaal.config import merge, read_config, section
+    from metaal.config import read_config, section
     from metaal.evaluate import EvalConfig
     from metaal.evaluate import transfer_eval as run
     from metaal.loop import LoopConfig
@@ -206,10 +216,10 @@ def transfer_eval(ctx, **p):
     tasks = parse_task_list(",".join(_list(p["tasks"])))
     strategies = _list(p["strategies"])
     if p["policy"]:
-        from pathlib import Path
+        from metaal.policy.artefact import POLICY_FILE, is_policy
 
-        if not (Path(p["policy"]) / "metaal-policy.json").is_file():
-            raise MetaalError(f"--policy {p['policy']}: not a policy directory (no metaal-policy.json)")
+        if not is_policy(p["policy"]):
+            raise MetaalError(f"--policy {p['policy']}: not a policy directory (no {POLICY_FILE})")
     config = EvalConfig(
         tasks=tasks,
         strategies=strategies,
@@ -285,7 +295,7 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 @handle_errors
 def generate(ctx, **p):
     """Run expert active learning on source tasks and store trajectories with oracle gains."""
-    from metaal.config import merge, read_config, section
+    from metaal.config import read_config, section
     from metaal.generate import GenerateConfig
     from metaal.generate import generate as run
     from metaal.loop import LoopConfig
@@ -326,11 +336,10 @@ def generate(ctx, **p):
 @handle_errors
 def inspect(path, trust_pickle):
     """Describe a trajectory store or a policy directory."""
-    from pathlib import Path
-
     from metaal.inspect import describe_policy, describe_store
+    from metaal.policy import is_policy
 
-    if (Path(path) / "metaal-policy.json").is_file():
+    if is_policy(path):
         click.echo(describe_policy(path, trust_pickle=trust_pickle))
     else:
         click.echo(describe_store(path))
@@ -375,7 +384,7 @@ def inspect(path, trust_pickle):
 def distill(ctx, **p):
     """Distil trajectory stores (comma list) into a permutation-equivariant acquisition policy."""
     from metaal.acquisition.agreement import validation_table
-    from metaal.config import merge, read_config, section
+    from metaal.config import read_config, section
     from metaal.distill import CONFIG_KEYS, DistillConfig
     from metaal.distill import distill as run
 
@@ -419,7 +428,7 @@ def run_cmd(quick, config_file, threads, out, quiet):
 
     _setup_threads(threads)
     study = study_from_file(config_file, quick=quick)
-    results = run_study(study, out, progress=not quiet)
+    results = run_study(study, out, progress=not quiet, echo=click.echo)
     click.echo("")
     click.echo(format_table(results["summary"]))
     rep = results.get("policy_report") or {}

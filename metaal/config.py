@@ -68,15 +68,3 @@ def section(config: dict, name: str, allowed: set[str], path: str | None) -> dic
             value = [v.strip() for v in value.split(",") if v.strip()]
         out[norm] = value
     return out
-
-
-def merge(ctx, params: dict, file_values: dict) -> dict:
-    """Explicit command-line values > config file > click defaults."""
-    import click
-
-    merged = dict(params)
-    for key, value in file_values.items():
-        source = ctx.get_parameter_source(key)
-        if source is None or source in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
-            merged[key] = value
-    return merged

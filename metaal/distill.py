@@ -43,8 +43,16 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
-from metaal.io import atomic_write_text, file_sha256, hold_lock, json_default
+from metaal.io import hold_lock
 from metaal.metrics import accuracy_then_loss
+from metaal.policy.artefact import (
+    MODEL_FILE,
+    POLICY_FORMAT,
+    POLICY_FORMAT_VERSION,
+    SCORER_FILE,
+    is_policy,
+    write_policy,
+)
 from metaal.store.records import Trajectories
 
 ALGOS = ("bc", "cql", "bcq", "gain", "batch-gain")
@@ -55,11 +63,6 @@ CHOICES = ("items", "batch")
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
 CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
                          "drop_features", "step_weight", "ensemble", "choice", "count_context"})
-POLICY_FORMAT = "metaal-policy"
-POLICY_FORMAT_VERSION = 1
-POLICY_FILE = "metaal-policy.json"
-SCORER_FILE = "scorer.pt"
-MODEL_FILE = "model.d3"
 CHECKPOINT_FORMAT = "metaal-distill-checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"
 STAGING_DIR = "staging"
@@ -188,7 +191,7 @@ def build_dataset(trajs: Trajectories, algo: str = "bc", episodes: np.ndarray | 
     actions are ``expert_action`` for bc, the roll-in ``action`` otherwise; rewards are the
     store's; the last step of every episode is a terminal if the store marks it terminal,
     else a timeout.  ``info`` has K, F, G, the selected step indices and episode ids."""
-    from metaal.acquisition.networks import flatten_observations, import_d3rlpy
+    from metaal.policy.networks import flatten_observations, import_d3rlpy
 
     d3rlpy = import_d3rlpy()
     st, idx = subset_steps(trajs.steps, episodes)
@@ -380,10 +383,11 @@ def target_gain(steps: dict, target: str) -> np.ndarray:
     accuracy gain is what AULC measures, but it is coarse, so loss gain breaks its ties.
     Without an accuracy gain (first-order oracle) the loss gain is used.
     """
-    return _ranked_gain(steps["oracle_gain"], steps["oracle_acc_gain"], target)
+    return ranked_gain(steps["oracle_gain"], steps["oracle_acc_gain"], target)
 
 
-def _ranked_gain(loss, acc, target: str) -> np.ndarray:
+def ranked_gain(loss, acc, target: str) -> np.ndarray:
+    """``target_gain`` from the loss and accuracy gains themselves (per candidate or per batch)."""
     loss = np.asarray(loss, np.float64)
     if target == "loss":
         return loss
@@ -422,7 +426,7 @@ def batch_targets(steps: dict, stored_candidates: np.ndarray, target: str) -> tu
     from metaal.acquisition.agreement import round_starts
 
     starts, _ = round_starts(steps)
-    gain = _ranked_gain(np.asarray(steps["batch_gain"])[starts], np.asarray(steps["batch_acc_gain"])[starts], target)
+    gain = ranked_gain(np.asarray(steps["batch_gain"])[starts], np.asarray(steps["batch_acc_gain"])[starts], target)
     members = features.proposer_membership(np.asarray(stored_candidates)[starts]) & np.asarray(steps["mask"], bool)[starts][..., None]
     valid = np.isfinite(gain) & members.any(1)
     return starts, members, np.where(valid, rank_percentiles(gain, valid), np.nan)
@@ -437,7 +441,7 @@ def batch_choice_metrics(scores: np.ndarray, steps: dict, stored_candidates: np.
     if not keep.any():
         return {"rounds": 0}
     members, pct = members[keep], pct[keep]
-    from metaal.acquisition.policy import batch_mean_scores
+    from metaal.policy.inference import batch_mean_scores
 
     s = np.asarray(scores, np.float64)[starts[keep]]
     means = batch_mean_scores(members, np.where(np.isfinite(s), s, 0.0))
@@ -483,7 +487,7 @@ def _train_batch_gain(trajs: Trajectories, stored: Trajectories, train_ids, cfg:
 def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckpt: Checkpoints | None):
     """Adam on ``loss_fn(scores of a minibatch of rows, row indices)``; resumable from ``ckpt``.
     Returns (scorer, loss curve, step resumed from)."""
-    from metaal.acquisition.networks import CandidateScorer, ScorerEnsemble
+    from metaal.policy.networks import CandidateScorer, ScorerEnsemble
 
     dev = torch.device(cfg.device)
     cand = torch.as_tensor(np.nan_to_num(np.asarray(candidates, np.float32)), device=dev)
@@ -536,7 +540,7 @@ def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckp
 
 
 def _d3rlpy_config(cfg: DistillConfig, F: int, G: int):
-    from metaal.acquisition.networks import import_d3rlpy, register_d3rlpy
+    from metaal.policy.networks import import_d3rlpy, register_d3rlpy
 
     d3rlpy = import_d3rlpy()
     glue = register_d3rlpy()
@@ -562,7 +566,7 @@ def _d3rlpy_config(cfg: DistillConfig, F: int, G: int):
 
 
 def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: Path, bar, ckpt: Checkpoints | None = None):
-    from metaal.acquisition.networks import (
+    from metaal.policy.networks import (
         BCQScorer,
         CandidateScorer,
         d3rlpy_modules,
@@ -657,7 +661,7 @@ def _train_d3rlpy(trajs: Trajectories, train_ids, cfg: DistillConfig, work_dir: 
 
 def score_steps(scorer: torch.nn.Module, steps: dict, batch: int = 4096) -> np.ndarray:
     """Scores (N, K) of a scorer on stored steps (masked candidates far below every valid one)."""
-    from metaal.acquisition.networks import flatten_observations
+    from metaal.policy.networks import flatten_observations
 
     obs = flatten_observations(steps["candidates"], steps["context"], steps["mask"])
     out = []
@@ -742,7 +746,7 @@ def _prepare_out(out_dir: Path):
     if out_dir.exists():
         if not out_dir.is_dir():
             raise MetaalError(f"{out_dir} exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / POLICY_FILE).is_file():
+        if any(out_dir.iterdir()) and not is_policy(out_dir):
             raise MetaalError(f"{out_dir} is a non-empty directory that is not a policy; refusing to replace it")
     work = partial_dir(out_dir)
     if work.exists() and not work.is_dir():
@@ -823,8 +827,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             else:
                 scorer, summary, algo = _train_d3rlpy(trajs, train_ids, cfg, tmp, bar, ckpt)
             seconds = time.perf_counter() - t0
-            if algo is not None:
-                algo.save(str(tmp / MODEL_FILE))
         resumed = int(summary.get("resumed_from_step") or 0)
 
         val_steps, _ = subset_steps(trajs.steps, val_ids)
@@ -872,7 +874,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "scorer": scorer_info,
             "d3rlpy_model": MODEL_FILE if algo is not None else None,
             "d3rlpy_model_note": (
-                "d3rlpy's pickle; load only with d3rlpy.load_learnable after `import metaal.acquisition.networks`, and only if trusted"
+                "d3rlpy's pickle; load only with d3rlpy.load_learnable after `import metaal.policy.networks`, and only if trusted"
                 if algo is not None
                 else "no d3rlpy model: the gain regressor is trained in plain PyTorch"
             ),
@@ -894,11 +896,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "versions": _versions(),
             "validation": validation,
         }
-        torch.save({k: v.detach().cpu() for k, v in scorer.state_dict().items()}, tmp / SCORER_FILE)
-        scorer_info["sha256"] = file_sha256(tmp / SCORER_FILE)  # load_policy checks the weights it reads
-        meta = _clean(meta)
-        # the metadata last: a directory without it (or with weights that do not match it) never loads
-        atomic_write_text(tmp / POLICY_FILE, json.dumps(meta, indent=2, default=json_default, allow_nan=False) + "\n")
+        meta = write_policy(tmp, scorer, meta, d3rlpy_algo=algo)
         _commit(tmp, out_dir)
     except MetaalError:
         shutil.rmtree(work, ignore_errors=True)  # a problem with the input: nothing worth resuming
@@ -912,17 +910,3 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         lock.close()
     shutil.rmtree(work, ignore_errors=True)
     return meta
-
-
-def _clean(o):
-    """NaN/inf floats -> None, recursively (strict JSON)."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    if isinstance(o, float | np.floating):
-        return float(o) if np.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
-

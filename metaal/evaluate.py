@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from metaal.acquisition import get_strategy
 from metaal.errors import MetaalError
 from metaal.io import atomic_write_json, ensure_writable_dir
 from metaal.learners import LearnerConfig, resolve_device
 from metaal.loop import LoopConfig, run_episode
+from metaal.registry import get_strategy
+from metaal.report import slug
 from metaal.tasks import SplitConfig, load_task
 
 REFERENCE = "random"
@@ -77,10 +77,6 @@ def _make_strategy(name: str, config: EvalConfig, device):
     return get_strategy(name)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "task"
-
-
 def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str:
     """Hash of everything that determines a run's result (a rerun with other settings redoes it)."""
     ident = {
@@ -103,12 +99,13 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
 def _policy_fingerprint(path: str | None) -> str | None:
     if not path:
         return None
-    meta = Path(path) / "metaal-policy.json"
-    return hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else str(path)
+    from metaal.policy.artefact import meta_fingerprint
+
+    return meta_fingerprint(path) or str(path)
 
 
 def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
-    return out / "runs" / _slug(task) / f"{_slug(strategy)}__seed{seed}.json"
+    return out / "runs" / slug(task) / f"{slug(strategy)}__seed{seed}.json"
 
 
 def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
@@ -132,7 +129,7 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     if config.policy_candidates is not None and config.policy_candidates < 1:
         raise MetaalError(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
     if config.policy_margin_prior:  # a prior the policy cannot use is an error now, not in the first policy run
-        from metaal.acquisition.policy import check_margin_prior
+        from metaal.policy.inference import check_margin_prior
 
         check_margin_prior(config.policy_margin_prior)  # the value; the policy's own check follows
         if config.policy:

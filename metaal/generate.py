@@ -63,8 +63,8 @@ class GenerateConfig:
         return d
 
     def validate(self) -> None:
+        from metaal.acquisition.proposals import max_candidates
         from metaal.oracle import ALL_ORACLE_MODES as ORACLE_MODES
-        from metaal.oracle.batch import max_candidates
 
         if not self.tasks:
             raise MetaalError("no task given (--tasks SPEC[,SPEC...])")
@@ -109,7 +109,7 @@ def episode_task(config: GenerateConfig, episode_id: int) -> tuple[str, int]:
 def _rollin_strategy(config: GenerateConfig):
     if config.rollin == "expert":
         return None
-    from metaal.acquisition import get_strategy
+    from metaal.registry import get_strategy
 
     if config.rollin.startswith("policy:"):
         return get_strategy(config.rollin, trust_pickle=config.trust_pickle)
@@ -118,9 +118,9 @@ def _rollin_strategy(config: GenerateConfig):
 
 def run_generation_episode(config: GenerateConfig, episode_id: int, device=None, rollin=None, on_round=None) -> EpisodeRecord:
     """One expert episode, straight through: draw, score, pick, label, retrain, record."""
-    from metaal.acquisition.proposals import propose_candidates
+    from metaal.acquisition.proposals import heuristic_batches, propose_candidates, uncertain_pool
     from metaal.oracle import lookahead_gains
-    from metaal.oracle.batch import candidate_gains, heuristic_batches, uncertain_pool
+    from metaal.oracle.batch import candidate_gains
     from metaal.oracle.lookahead import expert_key
 
     device = device or resolve_device(config.device)

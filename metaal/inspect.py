@@ -76,7 +76,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     without per-batch gains (other oracles, or written before metaal recorded them)."""
     from metaal.acquisition.agreement import round_starts
     from metaal.acquisition.features import BATCH_PROPOSERS
-    from metaal.distill import _ranked_gain, rank_percentiles
+    from metaal.distill import rank_percentiles, ranked_gain
 
     s = trajs.steps
     if "batch_acc_gain" not in s or len(s["batch_acc_gain"]) == 0:
@@ -84,7 +84,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     metric = metric or oracle_metric(trajs.attrs)
     starts, _ = round_starts(s)
     acc = np.asarray(s["batch_acc_gain"], np.float64)[starts]
-    gain = _ranked_gain(np.asarray(s["batch_gain"])[starts], acc, metric)
+    gain = ranked_gain(np.asarray(s["batch_gain"])[starts], acc, metric)
     valid = np.isfinite(gain)
     keep = valid.sum(1) >= 2
     if not keep.any():
@@ -247,14 +247,9 @@ def _refuse_distill_work_dir(path: Path) -> None:
 def describe_policy(path: str, trust_pickle: bool = False) -> str:
     """Metadata, validation, and whether the weights load (safely: no pickle is opened without ``trust_pickle``)."""
     from metaal.acquisition.agreement import validation_table
+    from metaal.policy.artefact import read_meta
 
-    meta_file = Path(path) / "metaal-policy.json"
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MetaalError(f"{meta_file}: cannot read policy metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise MetaalError(f"{meta_file}: not a metaal policy file")
+    meta = read_meta(path, strict=False)  # an unsupported format is described, then reported as not usable
     schema = meta.get("schema", {})
     training = meta.get("training", {})
     lines = [
@@ -280,14 +275,14 @@ def describe_policy(path: str, trust_pickle: bool = False) -> str:
 def _policy_files(path: str, meta: dict, trust_pickle: bool) -> list[str]:
     """Lines on the weights (loaded weights-only, checksum verified) and on d3rlpy's pickle."""
     from metaal.acquisition import features
-    from metaal.acquisition.policy import load_policy
+    from metaal.policy.artefact import load_policy, scorer_file_name
 
     try:
         features.check_schema(meta.get("schema") or {}, str(path))
     except MetaalError as exc:
         return [f"  NOT USABLE by this metaal: {exc}"]
     policy = load_policy(path, trust_pickle=trust_pickle)  # a MetaalError (exit 2) if the weights do not load
-    scorer = (meta.get("scorer") or {}).get("file", "scorer.pt")
+    scorer = scorer_file_name(meta)
     checked = "sha256 verified" if (meta.get("scorer") or {}).get("sha256") else "no sha256 recorded"
     if (Path(path) / str(scorer)).is_file():
         lines = [f"  weights {scorer}: loaded weights-only, {checked}"]

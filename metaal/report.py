@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +99,13 @@ def plot_task(path: Path, task: str, runs: list[dict], strategies: list[str]) ->
     tmp.replace(path)
 
 
-def plot_name(task: str) -> str:
-    from metaal.evaluate import _slug
+def slug(text: str) -> str:
+    """A file-name-safe form of a task or strategy name (run files, plots)."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "task"
 
-    return f"curve_{_slug(task)}.png"
+
+def plot_name(task: str) -> str:
+    return f"curve_{slug(task)}.png"
 
 
 def format_table(summary: list[dict]) -> str:

@@ -6,11 +6,8 @@ its source store is unchanged, finished evaluation runs are skipped).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import click
 
 from metaal.config import read_config, section
 from metaal.distill import CONFIG_KEYS as DISTILL_KEYS
@@ -153,7 +150,7 @@ def _learner(learner: LearnerConfig, values: dict) -> LearnerConfig:
     return replace(learner, model=values.get("model", learner.model), steps=values.get("train_steps", learner.steps))
 
 
-def generate_stores(study: Study, out: Path, progress: bool = True, echo=click.echo) -> list[Path]:
+def generate_stores(study: Study, out: Path, progress: bool = True, echo=print) -> list[Path]:
     """The study's first step: ``OUT/store.zarr``, then one ``OUT/store-initial-<n>.zarr`` per extra initial size
     (a finished store is kept, a partial one resumed); returns their paths."""
     from metaal.generate import generate
@@ -169,7 +166,7 @@ def generate_stores(study: Study, out: Path, progress: bool = True, echo=click.e
     return stores
 
 
-def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.echo) -> dict:
+def run_study(study: Study, out: str | Path, progress: bool = True, echo=print) -> dict:
     """Generate -> distil -> transfer-eval; returns transfer-eval's results."""
     from metaal.distill import distill
     from metaal.evaluate import transfer_eval
@@ -180,9 +177,8 @@ def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.e
     out = ensure_writable_dir(out, "run directory")
     policy, results = out / "policy", out / "results"
     stores = generate_stores(study, out, progress=progress, echo=echo)
-    meta_file = policy / "metaal-policy.json"
     fps = [fingerprint(str(s)) for s in stores]
-    if meta_file.is_file() and _same_policy(meta_file, fps, study.distill):
+    if _same_policy(policy, fps, study.distill):
         echo(f"[2/3] distill: reusing {policy} (same stores and settings)")
     else:
         echo(f"[2/3] distill: {study.distill.algo}, {study.distill.steps} steps -> {policy}")
@@ -196,10 +192,12 @@ def run_study(study: Study, out: str | Path, progress: bool = True, echo=click.e
     return transfer_eval(study.evaluate, results, progress=progress, workers=study.workers)
 
 
-def _same_policy(meta_file: Path, store_fps: list[str], cfg: DistillConfig) -> bool:
+def _same_policy(policy: Path, store_fps: list[str], cfg: DistillConfig) -> bool:
+    from metaal.policy.artefact import read_meta
+
     try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError):
+        meta = read_meta(policy, strict=False)
+    except MetaalError:
         return False
     fps = [s.get("fingerprint") for s in meta.get("sources", [])]
     return fps == list(store_fps) and meta.get("hyperparameters") == cfg.to_dict()

@@ -31,8 +31,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from metaal.acquisition import scores
-from metaal.acquisition.strategies import ScoreStrategy, Strategy, get_strategy, top_k
+from metaal.acquisition.ops import top_k
+from metaal.acquisition.strategies import ScoreStrategy, Strategy
 from metaal.errors import MetaalError
+from metaal.registry import get_strategy
 
 DEFAULT_PREFILTER = 200  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
 DEFAULT_SHORTLIST = 0  # policy batches: one by one by score (N > 0: top N x n by score, then farthest-point), as in transfer-eval
@@ -564,7 +566,7 @@ def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device
 def _rank(outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, n: int, strategy: Strategy, seed: int,
           prefilter: int | None, budget_used: float | None) -> tuple[np.ndarray, np.ndarray]:
     """(pool indices best first, their scores)."""
-    from metaal.acquisition.policy import Policy
+    from metaal.policy.inference import Policy
 
     if getattr(strategy, "uses_true_labels", False):
         raise MetaalError(f"strategy {strategy.name} reads true labels: it cannot choose what to label")
@@ -631,7 +633,8 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     no larger than it) the candidates, pool sample and features are those of ``Policy.select`` on an ALState.
     """
     from metaal.acquisition import features
-    from metaal.acquisition.policy import prefilter_size, smallest_margins
+    from metaal.acquisition.ops import smallest_margins
+    from metaal.policy.inference import prefilter_size
 
     C = outputs.n_classes
     mask = _unlabelled_mask(outputs.n, labelled)
@@ -656,7 +659,7 @@ def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: in
     emb_rows = outputs.embed(rows)
     batches = None
     if proposals == "batches":
-        from metaal.oracle.batch import union_candidates
+        from metaal.acquisition.proposals import union_candidates
 
         local = _RowsState(outputs, cands, emb_rows[np.searchsorted(rows, cands)],
                            emb_rows[np.searchsorted(rows, labelled)], seed)
@@ -719,7 +722,7 @@ class _RowsState:
     def batches(self, n: int) -> dict[str, np.ndarray]:
         """The heuristics' batches (pool indices); BALD proposes only with MC-dropout outputs."""
         from metaal.acquisition.features import BATCH_PROPOSERS
-        from metaal.oracle.batch import heuristic_batches
+        from metaal.acquisition.proposals import heuristic_batches
 
         proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or self.mc is not None)
         return {name: self.cands[idx] for name, idx in heuristic_batches(self, n, proposers=proposers).items()}

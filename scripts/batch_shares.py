@@ -24,10 +24,10 @@ PHASES = ((1, 3, "rounds 1-3"), (4, 6, "rounds 4-6"), (7, 10**9, "rounds 7-"))
 def batch_shares(results: str | Path, strategy: str, tasks: list[str], seeds: list[int],
                  margin_pool: int = 5) -> dict[str, dict[str, float]]:
     """Phase -> heuristic -> share of the run's picks in that heuristic's batch."""
+    from metaal.acquisition.proposals import heuristic_batches, uncertain_pool
     from metaal.evaluate import run_path
     from metaal.learners import LearnerConfig
     from metaal.loop import LoopConfig, new_state
-    from metaal.oracle.batch import heuristic_batches, uncertain_pool
     from metaal.tasks import SplitConfig, load_task
 
     results = Path(results)

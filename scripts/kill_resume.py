@@ -297,9 +297,9 @@ def _same_policy(a: dict, b: dict) -> list[str]:
 
 def kill_resume_distill(work: Path, store: Path, kills: int = 10, steps: int = 4000, seed: int = 0,
                         mode: str = "subprocess", span: float = 0.3, launcher: Launcher | None = None) -> dict:
-    from metaal.acquisition.policy import load_policy
     from metaal.distill import CHECKPOINT_FILE, partial_dir
     from metaal.errors import MetaalError
+    from metaal.policy import load_policy
 
     launcher = launcher or Launcher(mode)
     args = ["distill", str(store), *DISTILL_ARGS, "--steps", str(steps)]

@@ -22,8 +22,9 @@ def oracle_noise(tasks: list[str], seeds: int = 4, rounds: int = 4, repeats: int
     import torch
 
     from metaal.acquisition.features import BATCH_PROPOSERS
+    from metaal.acquisition.proposals import heuristic_batches, uncertain_pool
     from metaal.loop import LoopConfig, new_state
-    from metaal.oracle.batch import REPEAT_SEED_STRIDE, batch_gains, heuristic_batches, uncertain_pool
+    from metaal.oracle.batch import REPEAT_SEED_STRIDE, batch_gains
     from metaal.oracle.lookahead import expert_key
     from metaal.run import default_study
     from metaal.tasks import load_task

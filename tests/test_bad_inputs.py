@@ -16,9 +16,9 @@ import pytest
 import zarr
 from _tiny import EVAL, GEN, invoke, make_policy, make_store, payload
 
-from metaal.acquisition.policy import load_policy
 from metaal.distill import partial_dir
 from metaal.errors import MetaalError
+from metaal.policy import load_policy
 from metaal.store import store_status
 
 

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from metaal.acquisition.features import BATCH_PROPOSERS
+from metaal.acquisition.proposals import heuristic_batches
 from metaal.cli import cli
 from metaal.errors import MetaalError
 from metaal.learners import LearnerConfig
 from metaal.loop import LoopConfig, new_state
 from metaal.oracle import OracleConfig, OracleStrategy, lookahead_gains
-from metaal.oracle.batch import BATCH_PROPOSERS, candidate_gains, heuristic_batches
+from metaal.oracle.batch import candidate_gains
 from metaal.tasks import load_task
 
 LEARNER = LearnerConfig(hidden=32, steps=40)
@@ -68,7 +70,7 @@ def test_lookahead_gains_refuses_the_batch_mode(state):
 
 def test_heuristic_proposals_mix_the_heuristics_and_are_reproducible(state):
     from metaal.acquisition.proposals import propose_candidates
-    from metaal.acquisition.strategies import get_strategy
+    from metaal.registry import get_strategy
 
     a = propose_candidates(state, 21, "heuristics")
     assert len(a) == 21 and len(np.unique(a)) == 21 and np.isin(a, state.unlabelled).all()
@@ -82,7 +84,7 @@ def test_heuristic_proposals_mix_the_heuristics_and_are_reproducible(state):
 
 
 def test_generate_and_distill_with_the_batch_oracle(tmp_path):
-    from metaal.acquisition.policy import load_policy
+    from metaal.policy import load_policy
     from metaal.store import read_trajectories
 
     out = tmp_path / "b.zarr"
@@ -219,8 +221,8 @@ def test_generate_with_the_accuracy_metric_records_it_and_follows_it(tmp_path):
 
 def test_margin_pool_keeps_the_expert_and_its_policy_among_uncertain_items(tmp_path):
     from metaal.acquisition import scores
-    from metaal.acquisition.policy import load_policy
-    from metaal.oracle.batch import uncertain_pool
+    from metaal.acquisition.proposals import uncertain_pool
+    from metaal.policy import load_policy
     from metaal.store import read_trajectories
 
     out = tmp_path / "p.zarr"
@@ -259,7 +261,7 @@ def test_proposer_flags_without_batches_are_zero_and_unknown_proposers_are_refus
 
 def test_best_batch_takes_the_proposer_batch_with_the_highest_mean_score():
     from metaal.acquisition.features import FEATURE_NAMES
-    from metaal.acquisition.policy import best_batch
+    from metaal.policy.inference import best_batch
 
     feats = np.zeros((7, len(FEATURE_NAMES)))
     flag = {p: FEATURE_NAMES.index(f"in_{p}") for p in BATCH_PROPOSERS}
@@ -280,7 +282,7 @@ def test_best_batch_takes_the_proposer_batch_with_the_highest_mean_score():
 
 
 def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
-    from metaal.acquisition.policy import load_policy
+    from metaal.policy import load_policy
 
     out = tmp_path / "b.zarr"
     assert generate_batch(out, "--seed", "4").exit_code == 0
@@ -320,10 +322,10 @@ def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
 def test_margin_prior_moves_the_policy_to_margins_batch_by_its_weight(tmp_path):
     import json
 
-    from metaal.acquisition import get_strategy
     from metaal.acquisition.features import FEATURE_NAMES, FeatureExtractor
-    from metaal.acquisition.policy import load_policy
     from metaal.evaluate import EvalConfig, run_identity
+    from metaal.policy import load_policy
+    from metaal.registry import get_strategy
 
     out = tmp_path / "b.zarr"
     assert generate_batch(out, "--seed", "4").exit_code == 0
@@ -423,8 +425,8 @@ def _batch_rounds(n_rounds=400, K=12, seed=0):
 def test_batch_gain_learns_which_heuristic_batch_wins(tmp_path):
     """Trained on whole-batch gains, the policy's best-mean batch is the round's best far more often than chance
     (1 in 6) or any fixed heuristic; the artifact is a batch-choice policy; misuse is refused clearly."""
-    from metaal.acquisition.policy import load_policy
     from metaal.distill import DistillConfig, distill
+    from metaal.policy import load_policy
 
     trajs = _batch_rounds()
     cfg = DistillConfig(algo="batch-gain", choice="batch", target="accuracy", steps=400, batch_size=64, hidden=32,

@@ -30,9 +30,9 @@ def test_transfer_eval_writes_every_file_and_resumes(tmp_path):
     assert run["aulc"] == pytest.approx(np.mean(run["accuracy"]))
     # every run records the items it queried, round by round: margin's first round is margin's pick
     # from the paired start, and no item is queried twice or taken from the initial set
-    from metaal.acquisition import get_strategy
     from metaal.learners import LearnerConfig
     from metaal.loop import LoopConfig, initial_labelled, new_state
+    from metaal.registry import get_strategy
     from metaal.tasks import load_task
 
     margin = next(r for r in res["runs"] if r["strategy"] == "margin" and r["seed"] == 1)

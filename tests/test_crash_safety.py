@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import kill_resume as kr  # noqa: E402
 
-from metaal.acquisition.policy import load_policy  # noqa: E402
 from metaal.distill import CHECKPOINT_FILE, STAGING_DIR, Checkpoints, distill, partial_dir  # noqa: E402
 from metaal.errors import MetaalError  # noqa: E402
+from metaal.policy import load_policy  # noqa: E402
 
 
 @pytest.fixture(scope="module")

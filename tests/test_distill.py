@@ -19,16 +19,16 @@ import torch
 
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_scores, validation_table
-from metaal.acquisition.networks import (
+from metaal.distill import DistillConfig, build_dataset, distill, rank_percentiles, split_episodes
+from metaal.errors import MetaalError
+from metaal.policy import Policy, load_policy
+from metaal.policy.networks import (
     SENTINEL,
     CandidateScorer,
     d3rlpy_scores,
     flatten_observations,
     load_d3rlpy_model,
 )
-from metaal.acquisition.policy import Policy, load_policy
-from metaal.distill import DistillConfig, build_dataset, distill, rank_percentiles, split_episodes
-from metaal.errors import MetaalError
 from metaal.store.records import Trajectories
 
 F, G = len(features.FEATURE_NAMES), len(features.CONTEXT_NAMES)
@@ -263,7 +263,7 @@ def test_policy_loads_and_scores_without_d3rlpy(policies, toy):
     feats = np.nan_to_num(toy.steps["candidates"][0])
     code = (
         "import sys, json, numpy as np; sys.modules['d3rlpy'] = None\n"
-        "from metaal.acquisition.policy import load_policy\n"
+        "from metaal.policy import load_policy\n"
         f"p = load_policy({str(path)!r})\n"
         f"s = p.score(np.array({feats.tolist()!r}, np.float32), np.array({ctx.tolist()!r}, np.float32))\n"
         "assert 'gym' not in sys.modules\n"
@@ -498,7 +498,7 @@ def test_a_second_distill_into_the_same_policy_is_refused(toy, tmp_path):
 def test_ensemble_scores_with_the_mean_of_its_members(toy, policies, tmp_path):
     """ensemble = 3: three differently seeded scorers in one artifact, scoring with their mean;
     each member learns the toy expert, and ensemble = 1 is the single-network policy unchanged."""
-    from metaal.acquisition.networks import ScorerEnsemble
+    from metaal.policy.networks import ScorerEnsemble
 
     meta = distill(toy, small_config("gain", ensemble=3), tmp_path / "ens", progress=False)
     assert meta["scorer"]["class"] == "ScorerEnsemble" and meta["scorer"]["members"] == 3

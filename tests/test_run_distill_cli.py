@@ -161,9 +161,9 @@ def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
 
 
 def test_policy_shortlist_batches_are_diverse_and_distinct(quick_run):
-    from metaal.acquisition.policy import load_policy
     from metaal.learners import LearnerConfig
     from metaal.loop import LoopConfig, new_state
+    from metaal.policy import load_policy
     from metaal.tasks import load_task
 
     out, _ = quick_run

@@ -11,9 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from metaal.acquisition import features
-from metaal.acquisition.strategies import get_strategy, top_k
+from metaal.acquisition.ops import top_k
 from metaal.cli import cli
 from metaal.errors import MetaalError
+from metaal.registry import get_strategy
 from metaal.select import ArrayOutputs, load_image_folder, policy_features, rank_pool, select_next
 
 NAMES = np.array(["cat", "dog", "eel", "fox"])
@@ -23,7 +24,7 @@ STEPS = ["--epochs-steps", "40"]
 def make_policy(path, seed=0, uncertainty=False, proposals="random", margin_pool=0):
     """A policy artifact as `metaal distill` writes it: random weights, or a hand-set scorer whose score
     falls with the margin feature (an uncertainty policy)."""
-    from metaal.acquisition.networks import CandidateScorer
+    from metaal.policy.networks import CandidateScorer
 
     path.mkdir(parents=True, exist_ok=True)
     F, G = len(features.FEATURE_NAMES), len(features.CONTEXT_NAMES)
@@ -267,8 +268,8 @@ def margin_pool_policy_dir(tmp_path_factory):
 def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, batch_policy_dir, margin_pool_policy_dir, prefilter,
                                                 proposals):
     from metaal.acquisition import scores
-    from metaal.acquisition.policy import load_policy
-    from metaal.oracle.batch import heuristic_batches, uncertain_pool, union_candidates
+    from metaal.acquisition.proposals import heuristic_batches, uncertain_pool, union_candidates
+    from metaal.policy import load_policy
 
     st = al_state
     pol = load_policy({"random": policy_dir, "batches": batch_policy_dir, "batches-margin-pool": margin_pool_policy_dir}[proposals],

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from metaal.acquisition import HEURISTICS, get_strategy
 from metaal.errors import MetaalError
 from metaal.learners import LearnerConfig
 from metaal.loop import LoopConfig, initial_labelled, new_state, run_episode
+from metaal.registry import HEURISTICS, get_strategy
 
 FAST = LearnerConfig(steps=20)
 
@@ -42,7 +42,7 @@ def test_uncertainty_strategies_pick_the_most_uncertain(state):
 
 def test_margin_pool_random_is_the_batch_oracles_random_proposal_among_uncertain_items(state):
     from metaal.acquisition import scores
-    from metaal.oracle.batch import heuristic_batches, uncertain_pool
+    from metaal.acquisition.proposals import heuristic_batches, uncertain_pool
 
     n = 7
     picked = get_strategy("margin_pool_random").select(state, n)
@@ -54,7 +54,7 @@ def test_margin_pool_random_is_the_batch_oracles_random_proposal_among_uncertain
 
 
 def test_coreset_picks_far_points(state):
-    from metaal.acquisition.strategies import k_center_greedy
+    from metaal.acquisition.ops import k_center_greedy
 
     pts = np.array([[0.0, 0], [0.1, 0], [5, 5], [10, 0]])
     assert k_center_greedy(pts, pts[:1], 2).tolist() == [3, 2]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from metaal.acquisition import scores
+from metaal.acquisition.ops import sq_dist
 from metaal.errors import MetaalError
 from metaal.state import ALState
 
@@ -182,7 +183,7 @@ class FeatureExtractor:
         self._logC = np.log(C)
         e_sample = np.asarray(sample_embedding).astype(np.float64)
         # Scale: median distance from a sample point to its nearest other sample point.
-        d_ss = _sq(e_sample, e_sample)  # squared: sqrt is monotone, so the nearest distance is sqrt(min)
+        d_ss = sq_dist(e_sample, e_sample)  # squared: sqrt is monotone, so the nearest distance is sqrt(min)
         np.fill_diagonal(d_ss, np.inf)
         nn = np.sqrt(d_ss.min(axis=1))
         self._scale = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 1.0
@@ -190,7 +191,7 @@ class FeatureExtractor:
 
         p = np.asarray(proba)
         e_c = np.asarray(embedding).astype(np.float64)
-        d_cs = _sq(e_c, e_sample)  # squared until the k nearest are known (sqrt is monotone)
+        d_cs = sq_dist(e_c, e_sample)  # squared until the k nearest are known (sqrt is monotone)
         d_cs[self.candidates[:, None] == sample[None, :]] = np.inf
         k = min(_KNN, max(1, d_cs.shape[1] - 1))
         knn = np.sqrt(np.sort(np.partition(d_cs, k - 1, axis=1)[:, :k] if k < d_cs.shape[1] else d_cs, axis=1)[:, :k])
@@ -223,7 +224,7 @@ class FeatureExtractor:
         # Nearest labelled distance, updated as items are chosen within the batch.
         e_l = np.asarray(labelled_embedding).astype(np.float64)
         self._emb_c = e_c
-        self._d_lab = np.sqrt(_sq(e_c, e_l).min(axis=1)) if len(e_l) else np.full(len(e_c), np.inf)
+        self._d_lab = np.sqrt(sq_dist(e_c, e_l).min(axis=1)) if len(e_l) else np.full(len(e_c), np.inf)
         self._n_selected = 0
         self._context_base = [
             budget_used,
@@ -240,7 +241,7 @@ class FeatureExtractor:
 
     def mark_selected(self, position: int) -> None:
         """Record that candidate ``position`` was chosen: distances now count it as labelled."""
-        d_new = np.sqrt(_sq(self._emb_c, self._emb_c[position : position + 1])[:, 0])
+        d_new = np.sqrt(sq_dist(self._emb_c, self._emb_c[position : position + 1])[:, 0])
         self._d_lab = np.minimum(self._d_lab, d_new)
         self._n_selected += 1
 
@@ -291,12 +292,3 @@ def _count_below(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int64)
     out[order] = below
     return out
-
-
-def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared distances; in place on one (len(a), len(b)) buffer (same values as the plain expression)."""
-    d = a @ b.T
-    d *= -2
-    d += (a * a).sum(1)[:, None]
-    d += (b * b).sum(1)[None, :]
-    return np.maximum(d, 0.0, out=d)

@@ -1,5 +1,8 @@
 """Classic acquisition strategies behind one interface: ``select(state, n, candidates=None)``.
 
+Label-free only: the learned policy (``metaal.policy``) and the oracle (``metaal.oracle``) implement the same
+interface above this layer, and ``metaal.registry`` resolves all of them by name.
+
 Like baal's heuristics, a scoring strategy only says how much it wants each item;
 ``ScoreStrategy.select`` owns ranking, tie-breaking and masking once for all of them.
 Batch-aware strategies (coreset, BADGE) override ``select``.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from metaal.acquisition import scores
+from metaal.acquisition.ops import k_center_greedy, kmeans_pp, uncertain_pool
 from metaal.errors import MetaalError
 from metaal.state import ALState
 
@@ -41,22 +45,6 @@ class ScoreStrategy(Strategy):
         jitter = state.rng(7).random(len(cands))  # random, reproducible tie-break
         order = np.lexsort((jitter, -s))
         return cands[order[:n]]
-
-
-def top_k(score: np.ndarray, k: int, jitter: np.ndarray) -> np.ndarray:
-    """Positions of the k highest scores, best first, ties broken by the smaller ``jitter``.
-
-    The same order as ``np.lexsort((jitter, -score))[:k]``, without sorting the whole array.
-    """
-    score = np.asarray(score, dtype=np.float64)
-    jitter = np.asarray(jitter)
-    if k >= len(score):
-        return np.lexsort((jitter, -score))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    threshold = score[np.argpartition(-score, k - 1)[:k]].min()
-    keep = np.flatnonzero(score >= threshold)  # every tie at the threshold competes on jitter
-    return keep[np.lexsort((jitter[keep], -score[keep]))[:k]]
 
 
 class RandomStrategy(Strategy):
@@ -100,28 +88,6 @@ class BALD(ScoreStrategy):
         return scores.bald(state.mc_proba(idx))
 
 
-def k_center_greedy(points: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
-    """Indices into ``points`` of n picks, each the farthest from all centres and earlier picks."""
-    if len(centres):
-        d = np.full(len(points), np.inf)
-        for start in range(0, len(centres), 512):
-            block = centres[start : start + 512]
-            d = np.minimum(d, _sq_dist(points, block).min(axis=1))
-    else:
-        d = np.full(len(points), np.inf)
-    picks = []
-    for _ in range(n):
-        j = int(np.argmax(d)) if np.isfinite(d).any() else 0
-        picks.append(j)
-        d = np.minimum(d, _sq_dist(points, points[j : j + 1])[:, 0])
-        d[picks] = -np.inf
-    return np.asarray(picks, dtype=np.int64)
-
-
-def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :], 0.0)
-
-
 class Coreset(Strategy):
     name = "coreset"
     description = "k-center greedy in the model's embedding space (Sener & Savarese, 2018)"
@@ -130,20 +96,6 @@ class Coreset(Strategy):
         cands = self._candidates(state, n, candidates)
         emb = state.pool_embedding().astype(np.float64)
         return cands[k_center_greedy(emb[cands], emb[state.labelled], n)]
-
-
-def kmeans_pp(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each pick with probability proportional to squared distance."""
-    first = int(np.argmax((points * points).sum(1)))  # BADGE starts from the largest gradient
-    picks = [first]
-    d = _sq_dist(points, points[first : first + 1])[:, 0]
-    for _ in range(n - 1):
-        d[picks] = 0.0
-        total = d.sum()
-        j = int(rng.choice(len(points), p=d / total)) if total > 0 else int(rng.choice(np.setdiff1d(np.arange(len(points)), picks)))
-        picks.append(j)
-        d = np.minimum(d, _sq_dist(points, points[j : j + 1])[:, 0])
-    return np.asarray(picks, dtype=np.int64)
 
 
 class Badge(Strategy):
@@ -167,8 +119,6 @@ class MarginPoolRandom(Strategy):
     POOL = 5
 
     def select(self, state, n, candidates=None):
-        from metaal.oracle.batch import uncertain_pool
-
         cands = self._candidates(state, n, candidates)
         return RandomStrategy().select(state, n, uncertain_pool(state, n, self.POOL, cands))
 
@@ -178,20 +128,8 @@ HEURISTICS: dict[str, type[Strategy]] = {
 }
 
 
-def strategy_names() -> list[str]:
-    return list(HEURISTICS)
-
-
-def get_strategy(name: str, **options) -> Strategy:
-    """Resolve a strategy by name: a heuristic, ``policy:DIR`` (a distilled policy) or ``oracle``."""
-    if name.startswith("policy:"):
-        from metaal.acquisition.policy import load_policy
-
-        return load_policy(name.split(":", 1)[1], **options)
-    if name == "oracle":
-        from metaal.oracle import OracleStrategy
-
-        return OracleStrategy(**options)
+def get_heuristic(name: str) -> Strategy:
+    """A classic heuristic by name (``metaal.registry.get_strategy`` also resolves ``policy:DIR`` and ``oracle``)."""
     if name not in HEURISTICS:
-        raise MetaalError(f"unknown strategy '{name}' (choose from {', '.join(HEURISTICS)}, policy:DIR)")
+        raise MetaalError(f"unknown heuristic '{name}' (choose from {', '.join(HEURISTICS)})")
     return HEURISTICS[name]()

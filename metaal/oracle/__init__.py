@@ -11,12 +11,12 @@ from metaal.oracle.lookahead import (
     ORACLE_MODES,
     OracleConfig,
     OracleResult,
-    OracleStrategy,
     auto_chunk,
     lookahead_gains,
     minibatch_schedule,
 )
 from metaal.oracle.reference import reference_gains
+from metaal.oracle.strategy import OracleStrategy
 
 __all__ = [
     "ALL_ORACLE_MODES",

@@ -23,41 +23,8 @@ import numpy as np
 
 from metaal.acquisition import scores
 from metaal.acquisition.features import BATCH_PROPOSERS  # the feature schema names each proposer
-
-
-def heuristic_batches(state, n: int, pool: np.ndarray | None = None,
-                      proposers: tuple[str, ...] = BATCH_PROPOSERS) -> dict[str, np.ndarray]:
-    """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows)."""
-    from metaal.acquisition.strategies import get_strategy
-
-    pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
-    n = min(int(n), len(pool))
-    return {name: np.asarray(get_strategy(name).select(state, n, candidates=pool), dtype=np.int64) for name in proposers}
-
-
-def uncertain_pool(state, n: int, margin_pool: int, pool: np.ndarray | None = None) -> np.ndarray:
-    """The ``margin_pool * n`` smallest-margin items of ``pool`` (default: the unlabelled rows), sorted by row id;
-    the whole pool when ``margin_pool`` is 0 or the pool is no larger.
-
-    Drawing the proposers' batches from this pool keeps every choice among uncertain items: the expert (and a
-    policy imitating it) then decides how to spread a batch over the uncertain region, not whether to leave it."""
-    from metaal.acquisition.policy import margin_prefilter
-
-    pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
-    k = int(margin_pool) * int(n)
-    if margin_pool <= 0 or len(pool) <= k:
-        return pool
-    return margin_prefilter(state.pool_proba()[pool], pool, k, state.rng(37))
-
-
-def union_candidates(batches: dict[str, np.ndarray]) -> np.ndarray:
-    return np.unique(np.concatenate(list(batches.values()))) if batches else np.zeros(0, np.int64)
-
-
-def max_candidates(n: int) -> int:
-    """The most candidates one round can have (no overlap between the proposers' batches)."""
-    return len(BATCH_PROPOSERS) * int(n)
-
+from metaal.acquisition.proposals import heuristic_batches, union_candidates
+from metaal.oracle.lookahead import expert_key
 
 REPEAT_SEED_STRIDE = 1_000_003  # repeat k retrains with round_seed + k * stride: never another round's seed
 
@@ -121,8 +88,6 @@ def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarr
     ``metric``: which batch is "best" (``expert_key``: the loss gain, or the accuracy gain with loss breaking ties).
     ``repeats``: retrains averaged per batch (``batch_gains``).
     """
-    from metaal.oracle.lookahead import expert_key
-
     batches = heuristic_batches(state, n, pool) if batches is None else batches
     per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, repeats)
     cands = union_candidates(batches)

@@ -1,29 +1,22 @@
-"""A distilled policy at inference: ``load_policy(DIR)`` -> a Strategy named "policy".
+"""A distilled policy at inference: a Strategy named "policy" (``metaal.policy.load_policy(DIR)`` makes one).
 
-Loading reads only ``metaal-policy.json`` and ``scorer.pt`` (``torch.load(weights_only=True)``,
-which refuses arbitrary pickled objects; its sha256 must match the one the metadata records).
-Pickle-based files can run code when loaded, so they are read only when the caller says
-``trust_pickle=True`` (the CLI's ``--trust-pickle``): a scorer saved as a full pickle, d3rlpy's
-``model.d3`` when a policy has no scorer file, and ``Policy.d3rlpy_model()``.  Scoring a policy
-written by ``metaal distill`` never needs them.
+Its candidate pipeline (optional random cap, smallest-margin pre-filter, the heuristics' batches from the
+uncertain pool, features, one pick at a time) is the one ``metaal select`` and ``transfer-eval`` both use.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from metaal.acquisition import features
+from metaal.acquisition import features, scores
+from metaal.acquisition.features import FeatureExtractor
+from metaal.acquisition.ops import k_center_greedy, smallest_margins, uncertain_pool
+from metaal.acquisition.proposals import heuristic_batches, union_candidates
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
-from metaal.io import file_sha256
-
-POLICY_FILE = "metaal-policy.json"
-POLICY_FORMAT = "metaal-policy"
-SUPPORTED_VERSIONS = (1,)
 
 
 class Policy(Strategy):
@@ -98,18 +91,15 @@ class Policy(Strategy):
         if self.max_candidates is not None and len(cands) > self.max_candidates and n <= self.max_candidates:
             cands = np.sort(state.rng(29).choice(cands, size=self.max_candidates, replace=False))
         if self.prefilter and len(cands) > prefilter_size(self.prefilter, n):
-            kept = margin_prefilter(state.pool_proba()[cands], cands, prefilter_size(self.prefilter, n), state.rng(31))
+            kept = smallest_margins(scores.margin(state.pool_proba()[cands]), cands, prefilter_size(self.prefilter, n),
+                                    state.rng(31))
             if self.proposals == "batches":  # random, coreset and BADGE batches also need the rest of the pool
                 kept = np.union1d(kept, np.intersect1d(features.pool_sample(state), cands))
             cands = kept
         batches = None
         if self.proposals == "batches":  # after any pre-filter: coreset and BADGE then run on a bounded set
-            from metaal.oracle.batch import heuristic_batches, uncertain_pool, union_candidates
-
             batches = heuristic_batches(state, n, uncertain_pool(state, n, self.margin_pool, cands))
             cands = union_candidates(batches)
-        from metaal.acquisition.features import FeatureExtractor
-
         fe = FeatureExtractor(state, cands, batches=batches)
         lab_emb = state.pool_embedding()[state.labelled].astype(np.float64) if self.shortlist else None
         positions, _ = self.choose(fe, n, lab_emb)
@@ -144,8 +134,6 @@ class Policy(Strategy):
 
     def _diverse_batch(self, fe, n: int, labelled_embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Single-candidate scores are redundant within a batch: shortlist the best, then spread out."""
-        from metaal.acquisition.strategies import k_center_greedy
-
         feats, ctx = fe.features(batch_size=n)
         s = self.choice_scores(feats, ctx)
         top = np.argsort(-s, kind="stable")[: max(n, int(self.shortlist) * n)]
@@ -160,7 +148,7 @@ class Policy(Strategy):
         name = self.meta.get("d3rlpy_model")
         if not name or self.path is None or not (self.path / name).is_file():
             raise MetaalError(f"{self.path}: no d3rlpy model in this policy")
-        from metaal.acquisition.networks import load_d3rlpy_model  # registers the custom factories first
+        from metaal.policy.networks import load_d3rlpy_model  # registers the custom factories first
 
         return load_d3rlpy_model(self.path / name, device=str(self.device))
 
@@ -209,129 +197,3 @@ def best_batch(feats: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
 def prefilter_size(prefilter: int, n: int) -> int:
     """How many smallest-margin candidates a pre-filter keeps for a batch of n: ``prefilter``, at least 10 n."""
     return max(int(prefilter), 10 * int(n))
-
-
-def margin_prefilter(proba: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The k candidates with the smallest margin (ties broken at random by ``rng``), sorted by row id.
-
-    A cheap pre-filter before the policy's features: most of a large pool is confidently predicted,
-    and the policy only needs to rank the uncertain part.
-    """
-    from metaal.acquisition import scores
-
-    return smallest_margins(scores.margin(proba), candidates, k, rng)
-
-
-def smallest_margins(margins: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """``margin_prefilter`` from the candidates' margins (one each), for callers that stream them."""
-    from metaal.acquisition.strategies import top_k
-
-    candidates = np.asarray(candidates, dtype=np.int64)
-    return np.sort(candidates[top_k(-np.asarray(margins, np.float64), k, rng.random(len(candidates)))])
-
-
-def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,
-                shortlist: int | None = None, prefilter: int | None = None, margin_prior: float = 0.0) -> Policy:
-    """Load a policy directory written by ``metaal.distill`` (json + scorer.pt only)."""
-    path = Path(path)
-    meta_file = path / POLICY_FILE
-    if not meta_file.is_file():
-        raise MetaalError(f"{path}: not a policy directory (no {POLICY_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MetaalError(f"{meta_file}: cannot read policy metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != POLICY_FORMAT:
-        raise MetaalError(f"{meta_file}: not a metaal policy file")
-    if meta.get("format_version") not in SUPPORTED_VERSIONS:
-        raise MetaalError(f"{meta_file}: policy format version {meta.get('format_version')} is not supported by this metaal")
-    features.check_schema(meta.get("schema") or {}, str(path))
-    info = meta.get("scorer") or {}
-    from metaal.acquisition.networks import BCQScorer, CandidateScorer, ScorerEnsemble
-
-    try:
-        F, G, H = int(info["n_features"]), int(info["n_context"]), int(info["hidden"])
-        if info.get("class", "CandidateScorer") == "BCQScorer":
-            scorer = BCQScorer(F, G, H, float(info.get("action_flexibility", 0.3)))
-        elif info.get("class", "CandidateScorer") == "CandidateScorer":
-            scorer = CandidateScorer(F, G, H)
-        elif info.get("class") == "ScorerEnsemble":
-            scorer = ScorerEnsemble(F, G, H, int(info["members"]))
-        else:
-            raise MetaalError(f"{meta_file}: unknown scorer class {info.get('class')!r}")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MetaalError(f"{meta_file}: incomplete scorer description ({exc})") from None
-    name = str(info.get("file", "scorer.pt"))
-    if Path(name).name != name or name in ("", ".", "..") or "\\" in name:
-        raise MetaalError(f"{meta_file}: scorer file {name!r} must be a plain file name in the policy directory")
-    _load_weights(path, meta, scorer, path / name, trust_pickle)
-    return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle,
-                  shortlist=shortlist, prefilter=prefilter, margin_prior=margin_prior)
-
-
-TRUST_PICKLE_HINT = ("unpickling can run arbitrary code: pass --trust-pickle (trust_pickle=True) only for a policy "
-                     "from a source you trust")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
-def _load_weights(path: Path, meta: dict, scorer: torch.nn.Module, weights: Path, trust_pickle: bool) -> None:
-    """Fill ``scorer`` from the policy directory without running code from it.
-
-    ``scorer.pt`` is read with ``torch.load(weights_only=True)`` and checked against the sha256 that
-    ``metaal-policy.json`` records (the metadata is written last, so a half-written or altered copy is
-    refused).  Pickle-based files are read only with ``trust_pickle``: a scorer saved as a full pickle,
-    or, when there is no scorer file, d3rlpy's ``model.d3``."""
-    import zipfile
-
-    info = meta.get("scorer") or {}
-    if not weights.is_file():
-        d3 = meta.get("d3rlpy_model")
-        if not (d3 and Path(str(d3)).name == str(d3) and (path / str(d3)).is_file()):
-            raise MetaalError(f"{path}: scorer weights {weights.name} are missing")
-        if not trust_pickle:
-            raise MetaalError(f"{path}: scorer weights {weights.name} are missing and the only model is d3rlpy's {d3}, "
-                              f"a pickle; refusing to open it ({TRUST_PICKLE_HINT})")
-        _weights_from_d3rlpy(path / str(d3), meta, scorer)
-        return
-    expected = info.get("sha256")
-    try:
-        if expected is not None and file_sha256(weights) != str(expected):
-            raise MetaalError(f"{weights}: cannot load scorer weights (the file does not match the sha256 recorded in "
-                              f"{POLICY_FILE}: an incomplete or altered copy of the policy)")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            if not zipfile.is_zipfile(weights):
-                raise MetaalError(f"{weights}: cannot load scorer weights (not a PyTorch weights file: {_first_line(exc)})") from None
-            if not trust_pickle:
-                raise MetaalError(f"{weights}: cannot load scorer weights: it holds pickled Python objects, not plain "
-                                  f"tensors; refusing to unpickle it ({TRUST_PICKLE_HINT})") from None
-            state = torch.load(weights, map_location="cpu", weights_only=False)  # explicitly trusted
-            if isinstance(state, torch.nn.Module):
-                state = state.state_dict()
-        scorer.load_state_dict(state)
-    except MetaalError:
-        raise
-    except Exception as exc:  # unreadable file, wrong keys or shapes
-        raise MetaalError(f"{weights}: cannot load scorer weights ({_first_line(exc)})") from None
-
-
-def _weights_from_d3rlpy(model_file: Path, meta: dict, scorer: torch.nn.Module) -> None:
-    """The scorer's weights taken out of d3rlpy's pickled learnable (only with trust_pickle)."""
-    from metaal.acquisition.networks import d3rlpy_modules, load_d3rlpy_model
-
-    try:
-        mods = d3rlpy_modules(load_d3rlpy_model(model_file, device="cpu"))
-        if "q" in mods and "imitator" in mods and hasattr(scorer, "imitator"):
-            scorer.q.load_state_dict(mods["q"].state_dict())
-            scorer.imitator.load_state_dict(mods["imitator"].state_dict())
-        else:
-            scorer.load_state_dict(mods["imitator" if meta.get("algorithm") == "bc" else "q"].state_dict())
-    except MetaalError:
-        raise
-    except Exception as exc:
-        raise MetaalError(f"{model_file}: cannot load the d3rlpy model ({_first_line(exc)})") from None

@@ -274,6 +274,8 @@ if sys.modules.get("d3rlpy") is not None:
 def load_d3rlpy_model(path, device: str = "cpu"):
     """``d3rlpy.load_learnable`` with the metaal factories registered.  It unpickles: trusted files only."""
     register_d3rlpy()
+    # models saved before this module moved name its classes by the old module path
+    sys.modules.setdefault("metaal.policy.networks", sys.modules[__name__])
     return import_d3rlpy().load_learnable(str(path), device=device)
 
 
