@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,18 @@ def scorer_hashes(d: Path) -> dict[str, str]:
 def store_arrays(d: Path) -> dict[str, np.ndarray]:
     import zarr
 
+    warnings.filterwarnings("ignore", message=".*not recognized as a component")  # the writer's lock file
+
     out = {}
+
+    def walk(group, prefix):
+        for name, arr in group.arrays():
+            out[f"{prefix}{name}"] = arr[...]
+        for name, sub in group.groups():
+            walk(sub, f"{prefix}{name}/")
+
     for store in sorted(d.glob("*.zarr")):
-        def walk(group, prefix):
-            for name, arr in group.arrays():
-                out[f"{store.name}/{prefix}{name}"] = arr[...]
-            for name, sub in group.groups():
-                walk(sub, f"{prefix}{name}/")
-        walk(zarr.open_group(str(store), mode="r"), "")
+        walk(zarr.open_group(str(store), mode="r"), f"{store.name}/")
     return out
 
 
