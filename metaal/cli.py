@@ -94,7 +94,8 @@ def handle_errors(f):
         try:
             return f(*args, **kwargs)
         except MetaalError as exc:
-            click.echo(f"error: {exc}", err=True)
+            for problem in exc.problems:  # every problem a validation found, one line each
+                click.echo(f"error: {problem}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
@@ -215,11 +216,6 @@ def transfer_eval(ctx, **p):
     threads = _setup_threads(p["threads"])
     tasks = parse_task_list(",".join(_list(p["tasks"])))
     strategies = _list(p["strategies"])
-    if p["policy"]:
-        from metaal.policy.artefact import POLICY_FILE, is_policy
-
-        if not is_policy(p["policy"]):
-            raise MetaalError(f"--policy {p['policy']}: not a policy directory (no {POLICY_FILE})")
     config = EvalConfig(
         tasks=tasks,
         strategies=strategies,

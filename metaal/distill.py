@@ -790,6 +790,40 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def check_distill(stores: list[str] | str | Trajectories, cfg: DistillConfig, out_dir: str | Path | None):
+    """Every input of a distill, checked before its first training step, all problems reported together
+    and nothing written: the settings, the stores (exist, readable to the last chunk, one schema and K,
+    committed steps, a batch-oracle store for ``choice='batch'``) and the policy location (a policy or
+    nothing, not a file, writable).  Returns the loaded trajectories and their sources."""
+    from metaal.errors import Problems
+    from metaal.io import check_output_dir
+
+    problems = Problems()
+    with problems.check():
+        cfg.validate()
+    trajs = sources = None
+    with problems.check():
+        trajs, sources = _load(stores)
+        where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
+        _check_store(trajs, where)
+        if cfg.choice == "batch" and (trajs.attrs.get("oracle") or {}).get("mode") != "batch":
+            raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
+                              "its candidates are the heuristics' batches")
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        with problems.check():
+            if out_dir.is_dir() and any(out_dir.iterdir()) and not is_policy(out_dir):
+                raise MetaalError(f"{out_dir} is a non-empty directory that is not a policy; refusing to replace it")
+            try:
+                check_output_dir(out_dir.parent, "policy directory")
+            except MetaalError:
+                raise MetaalError(f"cannot write policy to {out_dir}: {out_dir.parent} is not a writable directory") from None
+            if out_dir.exists() and not out_dir.is_dir():
+                raise MetaalError(f"{out_dir} exists and is not a directory")
+    problems.raise_any()
+    return trajs, sources
+
+
 def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None = None, out_dir: str | Path = "policy",
             progress: bool = True, notify=_stderr) -> dict:
     """Train a policy on trajectory stores and write the artifact to ``out_dir``; returns its metadata.
@@ -799,14 +833,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     with the same weights as an uninterrupted run).  ``out_dir`` appears only complete, by a rename.
     ``notify`` receives one-line messages about resuming or discarding a checkpoint."""
     cfg = config or DistillConfig()
-    cfg.validate()
-    trajs, sources = _load(stores)
-    where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
-    _check_store(trajs, where)
+    trajs, sources = check_distill(stores, cfg, out_dir)
     oracle = trajs.attrs.get("oracle") or {}
-    if cfg.choice == "batch" and oracle.get("mode") != "batch":
-        raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
-                          "its candidates are the heuristics' batches")
     stored = trajs  # the heuristics in the validation table read the stored features, dropped or not
     trajs = _policy_inputs(trajs, cfg.drop_features, cfg.count_context)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)

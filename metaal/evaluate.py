@@ -119,44 +119,84 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     local Ray instance); every run writes its own file in ``OUT/runs`` and the report is built from
     them as with the local backend.
     """
-    from metaal.backends import check_backend_options, check_ray_device, import_ray
+    from metaal.io import hold_lock
     from metaal.report import write_results
 
+    device, strategies = check_eval(config, out, backend=backend, address=address, gpus_per_run=gpus_per_run,
+                                    threads=threads, workers=workers)
+    out = ensure_writable_dir(out, "results directory")
+    lock = hold_lock(out / LOCK_FILE, f"results directory {out}")  # one writer per results directory
+    try:
+        return _evaluate(config, out, strategies, device, progress, backend, address, gpus_per_run, threads, workers,
+                         write_results)
+    finally:
+        lock.close()
+
+
+LOCK_FILE = ".metaal.lock"  # in the results directory: held by the running transfer-eval (metaal.io.hold_lock)
+
+
+def check_eval(config: EvalConfig, out: str | Path | None, *, backend: str = "local", address: str | None = None,
+               gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1, tasks: bool = True):
+    """Every input of a transfer-eval, checked before its first run, all problems reported together and
+    nothing written: the options, every strategy name (a policy loads and matches the feature schema),
+    every task (loads, and its split leaves a pool of initial + budget items) and the results directory
+    (writable, not a file).  Returns (device, strategies by name) for the runs."""
+    from metaal.backends import check_backend_options, check_ray_device, import_ray
+    from metaal.errors import Problems
+    from metaal.io import check_output_dir, check_workers
+    from metaal.tasks.check import check_tasks
+
+    problems = Problems()
     if not config.tasks:
-        raise MetaalError("no task given (--tasks SPEC[,SPEC...])")
+        problems.add("no task given (--tasks SPEC[,SPEC...])")
     if config.policy_shortlist < 0:
-        raise MetaalError(f"--policy-shortlist must be 0 or more, got {config.policy_shortlist}")
+        problems.add(f"--policy-shortlist must be 0 or more, got {config.policy_shortlist}")
     if config.policy_candidates is not None and config.policy_candidates < 1:
-        raise MetaalError(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
+        problems.add(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
     if config.policy_margin_prior:  # a prior the policy cannot use is an error now, not in the first policy run
         from metaal.policy.inference import check_margin_prior
 
-        check_margin_prior(config.policy_margin_prior)  # the value; the policy's own check follows
-        if config.policy:
-            _make_strategy("policy", config, "cpu")
+        with problems.check():
+            check_margin_prior(config.policy_margin_prior)  # the value; the policy's own check is the strategy's
     if config.seeds < 1:
-        raise MetaalError(f"--seeds must be at least 1, got {config.seeds}")
-    check_backend_options(backend, address, gpus_per_run, gpus_option="--gpus-per-run")
-    if backend == "ray":
-        import_ray()  # the install hint before anything else
+        problems.add(f"--seeds must be at least 1, got {config.seeds}")
+    with problems.check():
+        check_backend_options(backend, address, gpus_per_run, gpus_option="--gpus-per-run")
+        if backend == "ray":
+            import_ray()  # the install hint before anything else
     if threads < 1:
-        raise MetaalError(f"--threads must be at least 1, got {threads}")
-    if workers < 1:
-        raise MetaalError(f"--workers must be at least 1, got {workers}")
-    config.loop.validate()
-    if backend == "ray":
-        check_ray_device(config.device, gpus_per_run, gpus_option="--gpus-per-run")
-        device = None  # chosen inside each task
-    else:
-        device = resolve_device(config.device)
-    out = ensure_writable_dir(out, "results directory")
-    names = config.strategy_list()
-    strategies = {name: _make_strategy(name, config, device) for name in names}  # fail fast on bad names
-    # Every task once, as generate does: a typo or a task too small for the budget fails before any run,
-    # not after the runs of the tasks listed before it.
-    for spec in dict.fromkeys(config.tasks):
-        _load_eval_task(config, spec, config.seed)
+        problems.add(f"--threads must be at least 1, got {threads}")
+    with problems.check():
+        check_workers(workers)
+    before = len(problems.found)
+    with problems.check():
+        config.loop.validate()
+    loop_ok = len(problems.found) == before  # the tasks' pool sizes are checked against a valid loop only
+    device = None  # with Ray: chosen inside each task
+    with problems.check():
+        if backend == "ray":
+            check_ray_device(config.device, gpus_per_run, gpus_option="--gpus-per-run")
+        else:
+            device = resolve_device(config.device)
+    strategies = {}
+    for name in config.strategy_list():
+        with problems.check():
+            strategies[name] = _make_strategy(name, config, device)
+    if out is not None:
+        with problems.check():
+            check_output_dir(out, "results directory")
+    if tasks and config.tasks and loop_ok:
+        check_tasks(config.tasks, [config.seed + i for i in range(max(config.seeds, 1))], config.split,
+                    min_pool=config.loop.initial + config.loop.budget, problems=problems, data_root=config.data_root,
+                    label_column=config.label_column, download=config.download)
+    problems.raise_any()
+    return device, strategies
 
+
+def _evaluate(config: EvalConfig, out: Path, strategies: dict, device, progress: bool, backend: str, address,
+              gpus_per_run: float, threads: int, workers: int, write_results) -> dict:
+    names = config.strategy_list()
     # The runs in report order; finished ones are read back, the others run below.
     seeds = [config.seed + i for i in range(config.seeds)]
     plan = [(spec, seed, name) for spec in config.tasks for seed in seeds for name in names]

@@ -297,38 +297,14 @@ def generate(config: GenerateConfig, out: str, *, workers: int | None = None, sh
     ``shards/r<lane>``.  ``threads``: torch threads of each worker process or Ray task (in this
     process, the caller's setting).  Float results depend on the thread count, not on the backend.
     """
-    from metaal.backends import check_backend_options, check_ray_device, import_ray
     from metaal.store import store_status
 
-    config.validate()
-    check_backend_options(backend, address, gpus_per_episode)
-    if backend == "ray":
-        import_ray()  # the install hint before anything else
-    if workers is not None and workers < 1:
-        raise MetaalError(f"--workers must be at least 1, got {workers}")
-    if threads < 1:
-        raise MetaalError(f"--threads must be at least 1, got {threads}")
+    sl = check_generate(config, out, workers=workers, shard=shard, overwrite=overwrite, backend=backend,
+                        address=address, gpus_per_episode=gpus_per_episode, threads=threads)
     ray = backend == "ray"
-    sl = parse_shard(shard)
-    if sl and ray:
-        raise MetaalError("--shard and --backend ray conflict: Ray spreads the episodes itself (use one or the other)")
-    if sl and (workers or 1) > 1:
-        raise MetaalError("--shard and --workers > 1 conflict: a shard is one process's slice (use a job array)")
-    if sl and overwrite:
-        raise MetaalError("--shard and --overwrite conflict: one shard job must not delete the other shards' data")
-    if config.rollin != "expert":
-        _rollin_strategy(config)  # fail fast on unknown strategy / bad policy
-    # Validate every task spec up front so that a typo fails before hours of work.
-    for spec in dict.fromkeys(config.tasks):
-        task = load_task(spec, 0, config.split, min_pool=config.loop.initial + config.loop.budget,
-                         data_root=config.data_root, label_column=config.label_column, download=config.download)
-        if config.candidates > len(task.pool) - config.loop.initial:
-            raise MetaalError(f"{spec}: --candidates {config.candidates} is larger than the unlabelled pool "
-                              f"({len(task.pool) - config.loop.initial} items)")
     if ray:
         from metaal.backends import ray_session
 
-        check_ray_device(config.device, gpus_per_episode)  # the driver need not have the tasks' GPUs
         # connect (or start a local instance) before touching the store: a bad --address leaves nothing behind
         with ray_session(address, num_cpus=workers * threads if workers else None):
             lanes = _ray_lanes(workers, address, gpus_per_episode, threads)
@@ -336,7 +312,6 @@ def generate(config: GenerateConfig, out: str, *, workers: int | None = None, sh
                   lambda todo, bar, episode_done, rounds: _run_ray(config, out, todo, lanes, gpus_per_episode, threads,
                                                                    bar, episode_done, rounds))
     else:
-        resolve_device(config.device)
         workers = workers or 1
 
         def run(todo, bar, episode_done, rounds):
@@ -349,6 +324,66 @@ def generate(config: GenerateConfig, out: str, *, workers: int | None = None, sh
 
         _fill(config, out, None if not (sl or workers > 1) else _shard_name(sl, workers, 0), overwrite, sl, progress, run)
     return store_status(out)
+
+
+def check_generate(config: GenerateConfig, out: str | None, *, workers: int | None = None, shard: str | None = None,
+                   overwrite: bool = False, backend: str = "local", address: str | None = None,
+                   gpus_per_episode: float = 0.0, threads: int = 1):
+    """Every input of a generate, checked before its first episode, all problems reported together and
+    nothing written: the options, the roll-in strategy (a policy loads and matches the feature schema),
+    every source task (loads, fits its split for initial + budget, and its unlabelled pool holds K
+    candidates), and the store location (writable, not a file).  Returns the parsed ``--shard``."""
+    from metaal.backends import check_backend_options, check_ray_device, import_ray
+    from metaal.errors import Problems
+    from metaal.io import check_output_dir, check_workers
+    from metaal.tasks.check import check_tasks
+
+    problems = Problems()
+    with problems.check():
+        config.validate()
+    config_ok = not problems.found
+    with problems.check():
+        check_backend_options(backend, address, gpus_per_episode)
+        if backend == "ray":
+            import_ray()  # the install hint before anything else
+    with problems.check():
+        check_workers(workers)
+    if threads < 1:
+        problems.add(f"--threads must be at least 1, got {threads}")
+    ray = backend == "ray"
+    sl = None
+    with problems.check():
+        sl = parse_shard(shard)
+    if sl and ray:
+        problems.add("--shard and --backend ray conflict: Ray spreads the episodes itself (use one or the other)")
+    if sl and (workers or 1) > 1:
+        problems.add("--shard and --workers > 1 conflict: a shard is one process's slice (use a job array)")
+    if sl and overwrite:
+        problems.add("--shard and --overwrite conflict: one shard job must not delete the other shards' data")
+    if config.rollin != "expert":
+        with problems.check():
+            _rollin_strategy(config)  # unknown strategy, or a policy that does not load or fit
+    with problems.check():
+        if ray:
+            check_ray_device(config.device, gpus_per_episode)  # the driver need not have the tasks' GPUs
+        else:
+            resolve_device(config.device)
+    if out is not None:
+        with problems.check():
+            check_output_dir(out, "trajectory store")
+
+    def candidates_fit(spec, task):
+        if config.candidates > len(task.pool) - config.loop.initial:
+            raise MetaalError(f"{spec}: --candidates {config.candidates} is larger than the unlabelled pool "
+                              f"({len(task.pool) - config.loop.initial} items)")
+
+    if config_ok:  # every task spec, so that a typo fails before hours of work
+        seeds = [episode_task(config, e)[1] for e in range(config.episodes)]
+        check_tasks(config.tasks, seeds, config.split, min_pool=config.loop.initial + config.loop.budget,
+                    extra=candidates_fit, problems=problems, data_root=config.data_root,
+                    label_column=config.label_column, download=config.download)
+    problems.raise_any()
+    return sl
 
 
 def _fill(config: GenerateConfig, out: str, first_shard: str | None, overwrite: bool, sl, progress: bool, run) -> None:

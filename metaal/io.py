@@ -14,10 +14,12 @@ from metaal.errors import MetaalError
 def hold_lock(path: str | Path, what: str):
     """An exclusive advisory lock on ``path`` (created if missing), held until the returned file is closed.
 
-    Two processes writing the same store shard or the same policy would corrupt each other's work (a
-    resuming writer cuts what it takes for a killed run's partial episode; a second distill clears the
-    first one's staging directory), so the second one stops with a one-line error instead.  The lock
-    dies with its process, so a killed run never leaves a stale lock behind."""
+    Two processes writing the same output (a user who launches a job twice) would corrupt each other's
+    work (a resuming store writer cuts what it takes for a killed run's partial episode; a second distill
+    clears the first one's staging directory), so the second one stops with a one-line error naming the
+    first: the lock file holds its owner's pid, host and command line.  The lock is the kernel's
+    (``flock``), not the file's existence, so it dies with its process: a lock file left by a killed run
+    is stale, and the next run takes it over and writes itself in as the owner."""
     import fcntl
 
     path = Path(path)
@@ -29,8 +31,33 @@ def hold_lock(path: str | Path, what: str):
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fh.close()
-        raise MetaalError(f"{what} is in use by another metaal process (lock {path}); wait for it or use another path") from None
+        raise MetaalError(f"{what} is in use by {lock_owner(path)} (lock {path}); wait for it to finish or use "
+                          "another path") from None
+    try:  # "a+" appends wherever the position is: truncate first, then this owner is the whole file
+        fh.truncate(0)
+        fh.write(json.dumps(_owner()) + "\n")
+        fh.flush()
+    except OSError:
+        pass  # the lock holds all the same; only the owner's name is missing for the next one's message
     return fh
+
+
+def _owner() -> dict:
+    import socket
+    import time
+
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def lock_owner(path: str | Path) -> str:
+    """Who holds the lock at ``path``, in words (for the message of the process that did not get it)."""
+    try:
+        owner = json.loads(Path(path).read_text().strip().splitlines()[-1])
+        return (f"another metaal process (pid {owner['pid']} on {owner['host']}, since {owner['since']}: "
+                f"{owner['command']})")
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "another metaal process"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -65,6 +92,7 @@ def json_default(o):
 
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Create ``path`` (and parents) or fail with a one-line error before any work starts."""
+    check_output_dir(path, what)
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -75,6 +103,103 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
     if not os.access(path, os.W_OK | os.X_OK):
         raise MetaalError(f"{what} {path} is not writable")
     return path
+
+
+def check_output_dir(path: str | Path, what: str = "output directory") -> None:
+    """Fail with a one-line error unless ``path`` is, or can be created as, a writable directory, writing
+    nothing: ``path`` must be a directory or absent, and the nearest existing directory on the way must
+    accept a file (tried with a temporary file, removed at once: permission bits do not show a read-only
+    file system, nor anything to root)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MetaalError(f"cannot create {what} {path}: it exists and is not a directory")
+    probe_dir = path
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise MetaalError(f"cannot create {what} {path}: {probe_dir} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".metaal-probe.", suffix=".tmp")
+    except OSError as exc:
+        verb = "write to" if probe_dir == path else "create"
+        raise MetaalError(f"cannot {verb} {what} {path}: {probe_dir}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def max_workers() -> int:
+    """The most worker processes a command starts: 4 per CPU this process may use.  More cannot run at
+    once and only multiply memory (each worker imports torch: about 300 MB), so a larger ``--workers`` is
+    a typo or a job script written for another machine, reported before any process starts."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return 4 * max(cpus, 1)
+
+
+def check_workers(workers: int | None, option: str = "--workers") -> None:
+    if workers is None:
+        return
+    if workers < 1:
+        raise MetaalError(f"{option} must be at least 1, got {workers}")
+    if workers > max_workers():
+        raise MetaalError(f"{option} {workers} is more processes than this machine can run: at most {max_workers()} "
+                          f"(4 per CPU, {max_workers() // 4} CPUs)")
+
+
+def command_line() -> str:
+    """The command line of this process, with the console script or ``python -m metaal.cli`` as ``metaal``."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv) or ["python"]
+    first = Path(argv[0]).name
+    if first in ("metaal", "cli.py", "__main__.py") or argv[0].endswith(("metaal/cli.py", "metaal.cli")):
+        argv = ["metaal", *argv[1:]]
+    return shlex.join(argv)
+
+
+_GIT: dict = {}
+
+
+def git_commit() -> dict:
+    """The commit of the metaal code that runs: ``{"commit": sha or "unknown", "dirty": bool or None}``.
+
+    Only when the package is imported from a git checkout of metaal itself (an editable install); an
+    installed wheel, a missing git or any git error gives "unknown", never a failure."""
+    if _GIT:
+        return dict(_GIT)
+    import subprocess
+
+    pkg = Path(__file__).resolve().parent
+    info = {"commit": "unknown", "dirty": None}
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(pkg), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if top / "metaal" == pkg:
+            info = {"commit": git("rev-parse", "HEAD"),
+                    "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass
+    _GIT.update(info)
+    return dict(info)
+
+
+def provenance() -> dict:
+    """What made a results file or a policy, beside its config, versions and platform: the code's git commit
+    (uncommitted changes to metaal/ flagged as dirty), the command line, the host and the time."""
+    import socket
+    import time
+
+    g = git_commit()
+    return {"git_commit": g["commit"], "git_dirty": g["dirty"], "command": command_line(),
+            "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def package_versions() -> dict:

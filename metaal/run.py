@@ -168,13 +168,58 @@ def generate_stores(study: Study, out: Path, progress: bool = True, echo=print) 
 
 def run_study(study: Study, out: str | Path, progress: bool = True, echo=print) -> dict:
     """Generate -> distil -> transfer-eval; returns transfer-eval's results."""
+    from metaal.io import ensure_writable_dir, hold_lock
+
+    check_study(study, out)
+    out = ensure_writable_dir(out, "run directory")
+    lock = hold_lock(out / LOCK_FILE, f"run directory {out}")  # one study per directory
+    try:
+        return _run_stages(study, out, progress, echo)
+    finally:
+        lock.close()
+
+
+LOCK_FILE = ".metaal.lock"  # in the study directory: held by the running `metaal run` (metaal.io.hold_lock)
+
+
+def check_study(study: Study, out: str | Path) -> None:
+    """Every input of every stage, checked before the first episode, all problems reported together and
+    nothing written: the study's own rules, generation (options, source tasks, each store location),
+    distillation settings and the evaluation (strategies, target tasks, the results directory); the
+    policy is checked when it exists, after distillation."""
+    from metaal.errors import Problems
+    from metaal.evaluate import check_eval
+    from metaal.generate import check_generate
+    from metaal.io import check_output_dir
+
+    problems = Problems()
+    with problems.check():
+        study.check()
+    before = len(problems.found)
+    with problems.check():
+        check_output_dir(out, "run directory")
+    out = Path(out) if len(problems.found) == before else None  # else the stages' locations say it again
+
+    def inside(name: str):
+        return None if out is None else str(out / name)
+
+    gen = study.generate
+    with problems.check():
+        check_generate(gen, inside("store.zarr"), workers=study.workers)
+    for n in study.extra_initial:
+        with problems.check():
+            check_generate(replace(gen, loop=replace(gen.loop, initial=n)), inside(f"store-initial-{n}.zarr"),
+                           workers=study.workers)
+    with problems.check():
+        check_eval(study.evaluate, inside("results"), workers=study.workers)
+    problems.raise_any()
+
+
+def _run_stages(study: Study, out: Path, progress: bool, echo) -> dict:
     from metaal.distill import distill
     from metaal.evaluate import transfer_eval
-    from metaal.io import ensure_writable_dir
     from metaal.store import fingerprint
 
-    study.check()
-    out = ensure_writable_dir(out, "run directory")
     policy, results = out / "policy", out / "results"
     stores = generate_stores(study, out, progress=progress, echo=echo)
     fps = [fingerprint(str(s)) for s in stores]

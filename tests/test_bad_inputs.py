@@ -173,7 +173,7 @@ CASES = [
     ("gen-unknown-rollin", lambda f, o: gen("--rollin", "cleverest", "--out", o), "unknown strategy"),
     ("gen-rollin-policy-schema-mismatch", lambda f, o: gen("--rollin", f"policy:{f['policy_schema']}", "--out", o), "feature schema"),
     ("gen-beta-out-of-range", lambda f, o: gen("--rollin", "random", "--beta", "1.5", "--out", o), "--beta"),
-    ("gen-unwritable-out", lambda f, o: gen("--out", f["file"] / "s.zarr"), "not a writable directory"),
+    ("gen-unwritable-out", lambda f, o: gen("--out", f["file"] / "s.zarr"), "cannot create trajectory store"),
     ("gen-config-unknown-key", lambda f, o: gen("--config", f["toml_gen_unknown"], "--out", o), "unknown key 'episodez'"),
     ("gen-config-value-of-wrong-type", lambda f, o: gen("--config", f["toml_types"], "--out", o), "[generate] candidates must be an integer"),
     ("gen-margin-pool-without-batch-oracle", lambda f, o: gen("--oracle-margin-pool", "3", "--out", o), "batch oracle only"),
