@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.errors import MetaalError
-from metaal.io import hold_lock
+from metaal.io import compute_platform, hold_lock, provenance
 from metaal.metrics import accuracy_then_loss
 from metaal.policy.artefact import (
     MODEL_FILE,
@@ -922,6 +922,8 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             },
             "sources": sources,
             "versions": _versions(),
+            "platform": compute_platform(),
+            "provenance": provenance(),
             "validation": validation,
         }
         meta = write_policy(tmp, scorer, meta, d3rlpy_algo=algo)

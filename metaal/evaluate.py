@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metaal.errors import MetaalError
-from metaal.io import atomic_write_json, ensure_writable_dir
+from metaal.io import atomic_write_json, ensure_writable_dir, git_commit
 from metaal.learners import LearnerConfig, resolve_device
 from metaal.loop import LoopConfig, run_episode
 from metaal.registry import get_strategy
@@ -268,6 +268,7 @@ def _run_and_save(config: EvalConfig, out: Path, task, spec: str, name: str, see
         # strategies share, or what a policy picked, can be studied without rerunning anything
         "queried": _by_round(result.selected, config.loop.rounds()),
         "identity": run_identity(config, spec, name, seed),
+        "code": git_commit(),  # runs kept from earlier invocations may come from other code: summary.json lists them
     }
     atomic_write_json(run_path(out, spec, name, seed), run)
     return run

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
 from metaal.errors import MetaalError
-from metaal.io import package_versions
+from metaal.io import package_versions, provenance
 from metaal.learners import LearnerConfig, derive_seed, resolve_device
 from metaal.loop import LoopConfig, new_state
 from metaal.store import EpisodeRecord
@@ -96,6 +96,8 @@ def store_attrs(config: GenerateConfig) -> dict:
         "oracle": config.oracle_config().to_dict(),
         "config": config.identity(),
         "versions": package_versions(),
+        # who created the store (not part of its identity: a resume by another command or commit is allowed)
+        "provenance": provenance(),
     }
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from metaal.io import atomic_write_json, atomic_write_text, compute_platform, package_versions
+from metaal.io import atomic_write_json, atomic_write_text, compute_platform, package_versions, provenance
 from metaal.metrics import labels_to_reach, mean_std_ci95, paired_test, win_tie_loss
 
 RESULTS_FORMAT = "metaal-results"
@@ -94,9 +95,9 @@ def plot_task(path: Path, task: str, runs: list[dict], strategies: list[str]) ->
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, format="png")  # explicit: the temporary name's suffix must not decide the format
     plt.close(fig)
-    tmp.replace(path)
+    os.replace(tmp, path)
 
 
 def slug(text: str) -> str:
@@ -131,9 +132,14 @@ def _platform_line(results: dict) -> list[str]:
     plat, ver = results.get("platform") or {}, results.get("versions") or {}
     if not plat:
         return []
-    return [f"Computed with torch {ver.get('torch')} on {plat.get('machine')} (torch CPU kernels: "
-            f"{plat.get('torch_cpu_capability')}, {plat.get('torch_threads')} threads); the same seeds give slightly "
-            "different curves with other CPU kernels.", ""]
+    lines = [f"Computed with torch {ver.get('torch')} on {plat.get('machine')} (torch CPU kernels: "
+             f"{plat.get('torch_cpu_capability')}, {plat.get('torch_threads')} threads); the same seeds give slightly "
+             "different curves with other CPU kernels.", ""]
+    prov = results.get("provenance") or {}
+    if prov:
+        lines += [f"Made by metaal {ver.get('metaal')} (git commit {', '.join(prov.get('run_commits') or [])}) with "
+                  f"`{prov.get('command')}`.", ""]
+    return lines
 
 
 def report_markdown(results: dict) -> str:
@@ -181,6 +187,16 @@ def report_markdown(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _run_commits(runs: list[dict]) -> list[str]:
+    """The code commits the runs were made with (several when a results directory was resumed after an
+    update); runs from before provenance was recorded count as "unknown"."""
+    out = set()
+    for r in runs:
+        code = r.get("code") or {}
+        out.add(str(code.get("commit") or "unknown") + ("+dirty" if code.get("dirty") else ""))
+    return sorted(out)
+
+
 def write_results(out: Path, config, runs: list[dict]) -> dict:
     """Write every results file atomically and return the summary.json content."""
     strategies = config.strategy_list()
@@ -193,8 +209,9 @@ def write_results(out: Path, config, runs: list[dict]) -> dict:
         "config": config.to_dict(),
         "versions": package_versions(),
         "platform": compute_platform(),
+        "provenance": {**provenance(), "run_commits": _run_commits(runs)},
         "summary": summary,
-        "runs": [{k: v for k, v in r.items() if k != "identity"} for r in runs],
+        "runs": [{k: v for k, v in r.items() if k not in ("identity", "code")} for r in runs],
     }
     if "policy" in strategies:
         from metaal.policy_report import policy_comparison

@@ -97,6 +97,7 @@ def test_transfer_eval_on_user_npz_and_config(tmp_path):
 )
 def test_transfer_eval_errors_exit_2_one_line(tmp_path, args, needle):
     seeds = [] if "--seeds" in args else ["--seeds", "1"]
+    seeds += [] if "--budget" in args else ["--budget", "20"]  # iris fits: each case has one problem
     r = CliRunner().invoke(cli, ["transfer-eval", *args, *seeds, "--epochs-steps", "5", "--quiet", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2, r.output
     err = r.stderr if hasattr(r, "stderr") else r.output
