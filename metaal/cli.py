@@ -104,7 +104,15 @@ def handle_errors(f):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Metaal(click.Group):
+    def main(self, args=None, *rest, **kwargs):
+        from metaal.io import set_command
+
+        set_command(["metaal", *(sys.argv[1:] if args is None else args)])  # provenance of what this call writes
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(cls=_Metaal, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="metaal")
 def cli():
     """metaal: learn active-learning acquisition functions from expert lookahead trajectories."""

@@ -268,7 +268,8 @@ def _run_and_save(config: EvalConfig, out: Path, task, spec: str, name: str, see
         # strategies share, or what a policy picked, can be studied without rerunning anything
         "queried": _by_round(result.selected, config.loop.rounds()),
         "identity": run_identity(config, spec, name, seed),
-        "code": git_commit(),  # runs kept from earlier invocations may come from other code: summary.json lists them
+        # runs kept from earlier invocations may come from other code: summary.json lists the commits
+        "code": {"commit": git_commit()["commit"]},
     }
     atomic_write_json(run_path(out, spec, name, seed), run)
     return run

@@ -150,12 +150,21 @@ def check_workers(workers: int | None, option: str = "--workers") -> None:
                           f"(4 per CPU, {max_workers() // 4} CPUs)")
 
 
+_COMMAND: list[str] = []
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command being run (metaal.cli does, so that a CLI call made from Python, as in the tests,
+    records its own arguments rather than the host program's)."""
+    _COMMAND[:] = [str(a) for a in argv]
+
+
 def command_line() -> str:
     """The command line of this process, with the console script or ``python -m metaal.cli`` as ``metaal``."""
     import shlex
     import sys
 
-    argv = list(sys.argv) or ["python"]
+    argv = list(_COMMAND or sys.argv) or ["python"]
     first = Path(argv[0]).name
     if first in ("metaal", "cli.py", "__main__.py") or argv[0].endswith(("metaal/cli.py", "metaal.cli")):
         argv = ["metaal", *argv[1:]]

@@ -137,8 +137,9 @@ def _platform_line(results: dict) -> list[str]:
              "different curves with other CPU kernels.", ""]
     prov = results.get("provenance") or {}
     if prov:
-        lines += [f"Made by metaal {ver.get('metaal')} (git commit {', '.join(prov.get('run_commits') or [])}) with "
-                  f"`{prov.get('command')}`.", ""]
+        dirty = " with uncommitted changes" if prov.get("git_dirty") else ""
+        lines += [f"Made by metaal {ver.get('metaal')} (runs from git commit {', '.join(prov.get('run_commits') or [])}; "
+                  f"the report from {prov.get('git_commit')}{dirty}) with `{prov.get('command')}`.", ""]
     return lines
 
 
@@ -190,11 +191,7 @@ def report_markdown(results: dict) -> str:
 def _run_commits(runs: list[dict]) -> list[str]:
     """The code commits the runs were made with (several when a results directory was resumed after an
     update); runs from before provenance was recorded count as "unknown"."""
-    out = set()
-    for r in runs:
-        code = r.get("code") or {}
-        out.add(str(code.get("commit") or "unknown") + ("+dirty" if code.get("dirty") else ""))
-    return sorted(out)
+    return sorted({str((r.get("code") or {}).get("commit") or "unknown") for r in runs})
 
 
 def write_results(out: Path, config, runs: list[dict]) -> dict:

@@ -96,6 +96,9 @@ class TaskSplits:
             if t in seen:
                 raise MetaalError(f"task split: {t} is both excluded and in {seen[t]}")
         for name, members in self.twins.items():
+            lost = [t for t in members if t not in seen and t not in self.excluded]
+            if lost:  # a twin nowhere could be used beside the split without its twins' group and fold
+                raise MetaalError(f"task split: twin {lost[0]} of '{name}' is in no group and not excluded")
             placed = [(t, seen[t], in_fold[t]) for t in members if t in seen]
             if len({(g, k) for _, g, k in placed}) > 1:
                 where = ", ".join(f"{t} in {g} fold {k}" for t, g, k in placed)
