@@ -122,8 +122,8 @@ def test_kernel_choice_errors(cnn_case):
 
 
 def test_fused_plan_accepts_only_plain_mlps():
+    from metaal.learners.fused import plan
     from metaal.learners.models import build_model
-    from metaal.oracle.fused import plan
     from metaal.oracle.lookahead import MaskedDropout, lookahead_copy
 
     mlp = lookahead_copy(build_model("mlp", (8,), 3, hidden=4, dropout=0.2))

@@ -72,6 +72,7 @@ class Learner:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.kind = resolve_model(config.model, tuple(input_shape))
         self.n_classes = n_classes
+        self.input_shape = tuple(input_shape)
         self.seed = seed
         with seeded(derive_seed(seed, 1), torch.device("cpu")):
             net = build_model(config.model, tuple(input_shape), n_classes, config.hidden, config.dropout)
@@ -110,10 +111,14 @@ class Learner:
                 loss.backward()
                 opt.step()
         self.net.eval()
-        with torch.no_grad():
-            logits = self._logits(Xt)
-            self.train_loss = float(F.cross_entropy(logits, yt))
-            self.train_accuracy = float((logits.argmax(1) == yt).float().mean())
+        self._fit_stats(Xt, yt)
+
+    @torch.no_grad()
+    def _fit_stats(self, Xt: torch.Tensor, yt: torch.Tensor) -> None:
+        """Loss and accuracy on the labelled rows after training (eval mode); also set by the stacked trainer."""
+        logits = self._logits(Xt)
+        self.train_loss = float(F.cross_entropy(logits, yt))
+        self.train_accuracy = float((logits.argmax(1) == yt).float().mean())
 
     # ------------------------------------------------------------------ outputs
     def tensor(self, X: np.ndarray) -> torch.Tensor:

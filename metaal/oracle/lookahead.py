@@ -14,7 +14,7 @@ and measures how much a validation metric on the oracle-validation split improve
 How the K copies are batched: the parameters are stacked along a leading candidate axis
 (``(Kc, *shape)``) and ``torch.func.vmap`` runs ``grad`` of ``functional_call`` over that axis;
 the labelled minibatch and the validation rows are shared (``in_dims=None``).  Plain MLPs take a
-hand-written path instead (:mod:`metaal.oracle.fused`: batched matrix products with the SGD step
+hand-written path instead (:mod:`metaal.learners.fused`: batched matrix products with the SGD step
 folded in, step 0 shared by all copies), 1.6-1.8x faster on CPU than torch.func and equal to it
 to float32 rounding.  Candidates are processed in chunks of ``chunk`` so memory stays bounded
 (see :func:`auto_chunk`).
@@ -56,10 +56,11 @@ from torch.func import functional_call, grad, vmap
 
 from metaal.acquisition.proposals import PROPOSALS
 from metaal.errors import MetaalError
+from metaal.learners.fused import FusedMLP, MaskedDropout
+from metaal.learners.fused import plan as fused_plan
 from metaal.learners.learner import Learner, derive_seed
+from metaal.learners.stacked import adam_step
 from metaal.metrics import accuracy_then_loss
-from metaal.oracle.fused import FusedMLP
-from metaal.oracle.fused import plan as fused_plan
 
 ORACLE_MODES = ("finetune", "retrain", "first-order")  # single-candidate lookaheads (lookahead_gains)
 ALL_ORACLE_MODES = ORACLE_MODES + ("batch",)  # + heuristic batches retrained (metaal.oracle.batch)
@@ -74,8 +75,6 @@ def expert_key(loss_gain, acc_gain, metric: str = "loss") -> np.ndarray:
     return np.where(np.isfinite(key), key, -np.inf)
 
 
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 CPU_MEMORY_CAP = 1 << 30  # bytes one chunk may use on CPU
 CUDA_MEMORY_FRACTION = 0.25  # of the free device memory
 CPU_CHUNK_ACT_BYTES = 64 << 20  # activations of one training chunk on CPU
@@ -193,27 +192,6 @@ def minibatch_schedule(n_lab: int, batch_size: int, steps: int, seed: int) -> to
         rows.append(order[pos : pos + m])
         pos += m
     return torch.stack(rows) if rows else torch.zeros((0, m), dtype=torch.long)
-
-
-class MaskedDropout(nn.Module):
-    """``nn.Dropout`` whose (pre-scaled) mask is set from outside: the mechanism behind common random numbers.
-
-    With ``mask`` unset it records the shape it sees (a probe pass) and passes the input through.
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = float(p)
-        self.mask: torch.Tensor | None = None
-        self.shape: tuple[int, ...] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if self.mask is None:
-            self.shape = tuple(x.shape)
-            return x
-        return x * self.mask
 
 
 def lookahead_copy(net: nn.Module) -> nn.Module:
@@ -347,7 +325,7 @@ def lookahead_gains(
     """Gains of every candidate, all K lookaheads batched (see the module docstring).
 
     ``kernel``: ``func`` = torch.func for any network; ``fused`` = the hand-written MLP path of
-    :mod:`metaal.oracle.fused` (an error for other networks); ``auto`` = fused where it applies.
+    :mod:`metaal.learners.fused` (an error for other networks); ``auto`` = fused where it applies.
     Both give the same gains to float32 rounding, so the choice is not part of a store's identity.
     """
     if not isinstance(config, OracleConfig):
@@ -493,7 +471,6 @@ class _Batched:
         """Functional torch.optim.Adam (single-tensor algorithm, L2 weight decay added to the gradient)."""
         cfg = self.learner.config
         lr, wd = float(cfg.lr), float(cfg.weight_decay)
-        beta1, beta2 = ADAM_BETAS
         params = self._stack(start, len(yc))
         exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -508,17 +485,7 @@ class _Batched:
                 set_lookahead_mode(self.net)
                 set_masks(self.net, masks[t])
                 g = grad_fn(params, Xl[idx], yl[idx], xc, yc)
-            step = t + 1
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            step_size = lr / bias_correction1
-            bias_correction2_sqrt = bias_correction2**0.5
-            for n, p in params.items():  # torch.optim.Adam's single-tensor step, in place
-                gn = g[n].add(p, alpha=wd) if wd != 0 else g[n]
-                exp_avg[n].lerp_(gn, 1 - beta1)
-                exp_avg_sq[n].mul_(beta2).addcmul_(gn, gn, value=1 - beta2)
-                denom = (exp_avg_sq[n].sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
-                p.addcdiv_(exp_avg[n], denom, value=-step_size)
+            adam_step(params, g, exp_avg, exp_avg_sq, t + 1, lr, wd)  # torch.optim.Adam's single-tensor step, in place
         return params
 
     def _first_order(self) -> OracleResult:

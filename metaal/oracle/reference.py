@@ -14,9 +14,8 @@ import torch.nn.functional as F
 
 from metaal.errors import MetaalError
 from metaal.learners.learner import Learner
+from metaal.learners.stacked import ADAM_BETAS, ADAM_EPS
 from metaal.oracle.lookahead import (
-    ADAM_BETAS,
-    ADAM_EPS,
     OracleConfig,
     OracleResult,
     batch_rows,

@@ -233,3 +233,24 @@ class FusedMLP:
             loss += F.cross_entropy(h.transpose(1, 2), yb.expand(kc, -1), reduction="none").sum(1)
             correct += (h.argmax(2) == yb).sum(1)
         return loss / len(y_val), correct / len(y_val)
+
+
+class MaskedDropout(nn.Module):
+    """``nn.Dropout`` whose (pre-scaled) mask is set from outside: the mechanism behind common random numbers.
+
+    With ``mask`` unset it records the shape it sees (a probe pass) and passes the input through.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+        self.mask: torch.Tensor | None = None
+        self.shape: tuple[int, ...] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.mask is None:
+            self.shape = tuple(x.shape)
+            return x
+        return x * self.mask
