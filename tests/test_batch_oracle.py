@@ -501,3 +501,23 @@ def test_inspect_tells_per_round_which_heuristic_batch_wins_and_by_how_much(tmp_
     assert "heuristic batches by round" in r.output and all(p in r.output for p in BATCH_PROPOSERS)
     assert batch_outcomes_by_round(Trajectories(attrs={}, steps={**steps, "batch_acc_gain": np.full((8, P), np.nan),
                                                                  "batch_gain": np.full((8, P), np.nan)})) == []
+
+
+def test_stacked_retrains_give_the_sequential_gains(state):
+    """All (batch, repeat) copies of a round trained as one stack (fit_many) vs one fit after another.
+
+    Same minibatches, masks and Adam arithmetic; only the summation order of the products differs, so the
+    loss gains agree to 1e-5 and an accuracy gain by at most one validation item (a near-tie flipping).
+    """
+    from metaal.oracle.batch import batch_gains
+
+    task = state.task
+    Xv, yv = task.X[task.val], task.y[task.val]
+    batches = heuristic_batches(state, 5)
+    for kw in ({}, {"horizon": 2, "repeats": 2}):
+        seq = batch_gains(state, batches, Xv, yv, round_seed=1, stack=False, **kw)
+        stk = batch_gains(state, batches, Xv, yv, round_seed=1, stack=True, **kw)
+        assert set(seq) == set(stk) == set(batches)
+        for name in batches:
+            assert stk[name][0] == pytest.approx(seq[name][0], abs=1e-5)
+            assert abs(stk[name][1] - seq[name][1]) <= 1 / len(yv) + 1e-9
