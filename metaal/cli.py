@@ -178,6 +178,31 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
              "policy_margin_prior", "oracle", "workers", "backend", "address", "gpus_per_run"}
 
 
+def _eval_config(p: dict, tasks: list[str]):
+    """The EvalConfig of transfer-eval's (and benchmark's) options."""
+    from metaal.evaluate import EvalConfig
+    from metaal.loop import LoopConfig
+
+    return EvalConfig(
+        tasks=tasks,
+        strategies=_list(p["strategies"]),
+        seeds=p["seeds"],
+        seed=p["seed"],
+        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
+        learner=_learner_config(p),
+        device=p["device"],
+        data_root=p["data_root"],
+        label_column=p["label_column"],
+        download=p["download"],
+        policy=p["policy"],
+        policy_candidates=p["policy_candidates"],
+        policy_shortlist=p["policy_shortlist"],
+        policy_margin_prior=p["policy_margin_prior"],
+        trust_pickle=p["trust_pickle"],
+        oracle=dict(p.get("oracle") or {}),
+    )
+
+
 @cli.command("transfer-eval")
 @click.option("--tasks", help="Comma list of task specs (see `metaal datasets`).")
 @click.option("--strategies", default="random,margin,entropy,least_confidence,bald,coreset,badge", show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
@@ -211,9 +236,7 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 def transfer_eval(ctx, **p):
     """Compare strategies on tasks: learning curves, AULC, labels saved, plots and a report."""
     from metaal.config import read_config, section
-    from metaal.evaluate import EvalConfig
     from metaal.evaluate import transfer_eval as run
-    from metaal.loop import LoopConfig
     from metaal.report import format_table
     from metaal.tasks import parse_task_list
 
@@ -222,32 +245,69 @@ def transfer_eval(ctx, **p):
     if not p["tasks"]:
         raise MetaalError("missing --tasks (or [evaluate] tasks in --config)")
     threads = _setup_threads(p["threads"])
-    tasks = parse_task_list(",".join(_list(p["tasks"])))
-    strategies = _list(p["strategies"])
-    config = EvalConfig(
-        tasks=tasks,
-        strategies=strategies,
-        seeds=p["seeds"],
-        seed=p["seed"],
-        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
-        learner=_learner_config(p),
-        device=p["device"],
-        data_root=p["data_root"],
-        label_column=p["label_column"],
-        download=p["download"],
-        policy=p["policy"],
-        policy_candidates=p["policy_candidates"],
-        policy_shortlist=p["policy_shortlist"],
-        policy_margin_prior=p["policy_margin_prior"],
-        trust_pickle=p["trust_pickle"],
-        oracle=dict(p.get("oracle") or {}),
-    )
+    config = _eval_config(p, parse_task_list(",".join(_list(p["tasks"]))))
     if p["workers"] != 1 and p["backend"] == "ray":
         raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
     results = run(config, p["out"], progress=not p["quiet"], backend=p["backend"], address=p["address"],
                   gpus_per_run=p["gpus_per_run"], threads=threads, workers=int(p["workers"]))
     click.echo(format_table(results["summary"]))
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
+
+
+BENCH_KEYS = (EVAL_KEYS - {"tasks"}) | {"suite", "splits", "tasks", "reference"}
+BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,typiclust,probcover"
+
+
+@cli.command()
+@click.option("--suite", default=None, help="A suite of the task split: heldout, tuning, sources or fold:K (see `metaal datasets --suite`).")
+@click.option("--splits", type=click.Path(dir_okay=False), default=None, help="Task split file (default: the one shipped with metaal).")
+@click.option("--tasks", default=None, help="Or a comma list of task specs instead of a suite.")
+@click.option("--strategies", default=BENCH_STRATEGIES, show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
+@click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
+@click.option("--policy-candidates", type=int, default=None, help="As transfer-eval.")
+@click.option("--policy-shortlist", type=int, default=0, show_default=True, help="As transfer-eval.")
+@click.option("--policy-margin-prior", type=float, default=0.0, show_default=True, help="As transfer-eval.")
+@click.option("--reference", default=None, help="The strategy tested against every other one (default: policy when given, else margin).")
+@click.option("--seeds", type=int, default=10, show_default=True, help="Seeds per task (paired across strategies).")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
+@loop_options()
+@learner_options
+@click.option("--workers", type=int, default=1, show_default=True, help="Local processes running (task, seed) groups side by side.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
+@click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="--backend ray: GPUs each run's task asks for.")
+@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [benchmark] table sets any option above.")
+@trust_pickle_option
+@click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def benchmark(ctx, **p):
+    """transfer-eval over a suite of tasks, with statistics over tasks: mean ranks, Friedman test and a
+    critical-difference diagram, Wilcoxon-Holm against the reference, normalised and early/late AULC."""
+    from metaal.bench_report import REPORT_FILE, format_benchmark
+    from metaal.benchmark import benchmark as run
+    from metaal.benchmark import suite_tasks
+    from metaal.config import read_config, section
+    from metaal.tasks import parse_task_list
+
+    cfg = read_config(p["config_file"])
+    p = merge(ctx, p, section(cfg, "benchmark", BENCH_KEYS, p["config_file"]))
+    if p["suite"] and p["tasks"]:
+        raise MetaalError("give --suite or --tasks, not both")
+    if not p["suite"] and not p["tasks"]:
+        raise MetaalError("missing --suite NAME or --tasks SPEC[,SPEC...] (or either in the [benchmark] table of --config)")
+    tasks = suite_tasks(p["suite"], p["splits"]) if p["suite"] else parse_task_list(",".join(_list(p["tasks"])))
+    threads = _setup_threads(p["threads"])
+    config = _eval_config(p, tasks)
+    if p["workers"] != 1 and p["backend"] == "ray":
+        raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
+    _, bench = run(config, p["out"], reference=p["reference"], suite=p["suite"], progress=not p["quiet"],
+                   backend=p["backend"], address=p["address"], gpus_per_run=p["gpus_per_run"], threads=threads,
+                   workers=int(p["workers"]))
+    click.echo(format_benchmark(bench))
+    click.echo(f"\nreport: {os.path.join(p['out'], REPORT_FILE)}  (benchmark.json, cd_diagram.png; per task: report.md)")
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
