@@ -43,11 +43,11 @@ KEY_TYPES = {
     "warm_start": _BOOL,
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
                      "address", "oracle", "target", "step_weight", "choice", "oracle_metric",
-                     "count_context"), _STR),
+                     "count_context", "suite", "splits", "reference"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
     "extra_initial": _INTS,
 }
-SECTION_KEY_TYPES = {("evaluate", "oracle"): _TABLE}  # the oracle strategy's options; elsewhere the oracle mode
+SECTION_KEY_TYPES = {("evaluate", "oracle"): _TABLE, ("benchmark", "oracle"): _TABLE}  # the oracle strategy's options; elsewhere the oracle mode
 
 
 def section(config: dict, name: str, allowed: set[str], path: str | None) -> dict:

@@ -76,9 +76,21 @@ def test_every_bad_input_is_reported_at_once_before_any_run(tmp_path):
 
 def test_config_file_sets_the_suite(tmp_path):
     cfg = tmp_path / "b.toml"
-    cfg.write_text(f'[benchmark]\nsuite = "fold:7"\nsplits = "{_splits(tmp_path)}"\nseeds = 12\n')
+    cfg.write_text(f'[benchmark]\nsuite = "fold:7"\nsplits = "{_splits(tmp_path)}"\nseeds = 12\nreference = "margin"\n'
+                   'oracle = {mode = "batch", margin_pool = 5}\n')  # the oracle's options are a table, as in [evaluate]
     r = CliRunner().invoke(cli, ["benchmark", "--config", str(cfg), *FAST, "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "unknown suite 'fold:7'" in r.output
+    assert r.exit_code == 2 and "unknown suite 'fold:7'" in r.output, r.output
+
+
+def test_the_shipped_study_config_reads(tmp_path):
+    from pathlib import Path
+
+    from metaal.cli import BENCH_KEYS
+    from metaal.config import read_config, section
+
+    path = Path(__file__).parents[1] / "scripts" / "configs" / "benchmark-heldout.toml"
+    table = section(read_config(str(path)), "benchmark", BENCH_KEYS, str(path))
+    assert table["suite"] == "heldout" and table["seeds"] >= 10 and "typiclust" in table["strategies"]
 
 
 def _runs():
