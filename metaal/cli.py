@@ -536,7 +536,7 @@ def select_cmd(**p):
                       learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
                       budget=p["budget"], prefilter=prefilter, shortlist=p["policy_shortlist"],
                       label_column=p["label_column"], data_root=p["data_root"], download=p["download"],
-                      trust_pickle=p["trust_pickle"])
+                      trust_pickle=p["trust_pickle"], out=p["out"])
     sel.write_csv(p["out"])
     info = sel.info
     click.echo(f"{p['out']}: {len(sel)} items to label next ({sel.strategy}; pool {info['pool']}, "

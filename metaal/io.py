@@ -129,6 +129,18 @@ def check_output_dir(path: str | Path, what: str = "output directory") -> None:
     os.unlink(probe)
 
 
+def check_output_file(path: str | Path, what: str = "output file") -> None:
+    """Fail with a one-line error unless ``path`` can be written as a file (not a directory; its directory
+    exists or can be created, and is writable), writing nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise MetaalError(f"cannot write {what} {path}: it is a directory")
+    try:
+        check_output_dir(path.parent, "directory")
+    except MetaalError as exc:
+        raise MetaalError(f"cannot write {what} {path}: {exc.problems[0]}") from None
+
+
 def max_workers() -> int:
     """The most worker processes a command starts: 4 per CPU this process may use.  More cannot run at
     once and only multiply memory (each worker imports torch: about 300 MB), so a larger ``--workers`` is

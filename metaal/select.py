@@ -194,6 +194,8 @@ def read_labels_csv(path: str | Path, pool_paths: list[str] | None = None) -> tu
         else:
             try:
                 idx.append(int(key))
+                if not -(2**62) < idx[-1] < 2**62:  # beyond any pool, and beyond int64
+                    raise ValueError
             except ValueError:
                 what = "an item number or a file of the folder" if pool_paths is not None else "an integer item number"
                 raise MetaalError(f"{path}: line {line}: index {key!r} is not {what}") from None
@@ -251,20 +253,9 @@ def load_pool(data, *, label_column: str = "label", data_root: str | None = None
 
 
 def _read_npz_X(spec: str, path: str) -> np.ndarray:
-    import zlib
+    from metaal.tasks.sources import read_npz
 
-    file = Path(path).expanduser()
-    if not path or not file.is_file():
-        raise MetaalError(f"{spec}: file not found")
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            if "X" not in data.files:
-                raise MetaalError(f"{spec}: no array X (found: {', '.join(data.files) or 'none'})")
-            return data["X"]
-    except MetaalError:
-        raise
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
-        raise MetaalError(f"{spec}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+    return read_npz(spec, path, ("X",))[0]
 
 
 def _read_csv_X(spec: str, path: str, label_column: str) -> np.ndarray:
@@ -800,42 +791,8 @@ def rank_pool(
                      info={"pool": out.n, "labelled": len(idx), "classes": col_names})
 
 
-def select_next(
-    data,
-    labels,
-    n: int = 20,
-    strategy="margin",
-    *,
-    model: str = "auto",
-    learner=None,
-    seed: int = 0,
-    device: str = "cpu",
-    budget: int | None = None,
-    prefilter: int | None = DEFAULT_PREFILTER,
-    shortlist: int | None = DEFAULT_SHORTLIST,
-    label_column: str = "label",
-    data_root: str | None = None,
-    download: bool = False,
-    trust_pickle: bool = False,
-) -> Selection:
-    """Train metaal's learner on the labelled items of a pool and return the n items to label next.
-
-    data: ``npz:PATH``, ``csv:PATH``, a folder of images, an array (N, D) / (N, C, H, W), or a task spec, or a
-        ``Pool`` from ``load_pool``.
-    labels: a CSV file with columns ``index,label`` or a mapping {index: label}; any hashable labels.
-    learner: a ``LearnerConfig`` (default: ``LearnerConfig(model=model)``).
-    budget: the number of labels you plan to have in total (tells the policy how far along the loop is;
-        default: the labelled count plus n).
-    trust_pickle: let a policy's pickle-based files load (they can run code; see ``load_policy``).
-    The order of the result depends only on the inputs and ``seed``.
-    """
-    from metaal.learners import Learner, LearnerConfig, derive_seed, resolve_device
-
-    if budget is not None and budget < 1:
-        raise MetaalError(f"--budget must be at least 1, got {budget}")
-    resolved = resolve_strategy(strategy, shortlist, device, trust_pickle)
-    pool = data if isinstance(data, Pool) else load_pool(data, label_column=label_column, data_root=data_root,
-                                                         download=download)
+def _read_labelled(labels, pool: Pool) -> tuple[np.ndarray, np.ndarray, list]:
+    """The labelled items of ``pool``: (indices, encoded labels, class names), or a one-line error."""
     if isinstance(labels, Mapping):
         keys = list(labels)
         if pool.paths is not None:
@@ -855,15 +812,71 @@ def select_next(
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "none"
         raise MetaalError(f"{where_labels}: the labels need at least 2 classes to train a model (found {found})")
-    _check_n(n, len(pool), len(idx))
+    return idx, y, classes
+
+
+def select_next(
+    data,
+    labels,
+    n: int = 20,
+    strategy="margin",
+    *,
+    model: str = "auto",
+    learner=None,
+    seed: int = 0,
+    device: str = "cpu",
+    budget: int | None = None,
+    prefilter: int | None = DEFAULT_PREFILTER,
+    shortlist: int | None = DEFAULT_SHORTLIST,
+    label_column: str = "label",
+    data_root: str | None = None,
+    download: bool = False,
+    trust_pickle: bool = False,
+    out: str | Path | None = None,
+) -> Selection:
+    """Train metaal's learner on the labelled items of a pool and return the n items to label next.
+
+    data: ``npz:PATH``, ``csv:PATH``, a folder of images, an array (N, D) / (N, C, H, W), or a task spec, or a
+        ``Pool`` from ``load_pool``.
+    labels: a CSV file with columns ``index,label`` or a mapping {index: label}; any hashable labels.
+    learner: a ``LearnerConfig`` (default: ``LearnerConfig(model=model)``).
+    budget: the number of labels you plan to have in total (tells the policy how far along the loop is;
+        default: the labelled count plus n).
+    trust_pickle: let a policy's pickle-based files load (they can run code; see ``load_policy``).
+    out: where the caller will write the selection (checked with the rest, before the model trains).
+    The order of the result depends only on the inputs and ``seed``.  Every problem with the inputs is
+    reported together, before any training.
+    """
+    from metaal.errors import Problems
+    from metaal.io import check_output_file
+    from metaal.learners import Learner, LearnerConfig, derive_seed, resolve_device
+
+    problems = Problems()
+    if budget is not None and budget < 1:
+        problems.add(f"--budget must be at least 1, got {budget}")
+    if out is not None:
+        with problems.check():
+            check_output_file(out, "the selection")
+    resolved = None
+    with problems.check():
+        resolved = resolve_strategy(strategy, shortlist, device, trust_pickle)
+    pool = None
+    with problems.check():
+        pool = data if isinstance(data, Pool) else load_pool(data, label_column=label_column, data_root=data_root,
+                                                             download=download)
+    if pool is not None:
+        with problems.check():
+            idx, y, classes = _read_labelled(labels, pool)
+            _check_n(n, len(pool), len(idx))
+    problems.raise_any()
     mean, std = pool_statistics(pool.X)
     cfg = learner or LearnerConfig(model=model)
     net = Learner(cfg, pool.input_shape, len(classes), seed=derive_seed(seed, 0x11), device=resolve_device(device))
-    out = LearnerOutputs(net, pool.X, mean, std, classes)
-    net.fit(out.rows(idx), y, round_seed=0)
+    outputs = LearnerOutputs(net, pool.X, mean, std, classes)
+    net.fit(outputs.rows(idx), y, round_seed=0)
     budget_used = None if not budget else min(1.0, len(idx) / budget)
-    picked, s = _rank(out, idx, y, int(n), resolved, seed, prefilter, budget_used)
-    p = out.proba(picked)
+    picked, s = _rank(outputs, idx, y, int(n), resolved, seed, prefilter, budget_used)
+    p = outputs.proba(picked)
     return Selection(
         index=picked,
         score=s,
@@ -873,7 +886,7 @@ def select_next(
         path=None if pool.paths is None else [pool.paths[i] for i in picked],
         info={"pool": len(pool), "labelled": len(idx), "classes": classes, "train_accuracy": net.train_accuracy,
               "model": net.kind},
-        model=out,
+        model=outputs,
     )
 
 

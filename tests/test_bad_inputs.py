@@ -108,6 +108,37 @@ def base(tmp_path_factory):
     shutil.copytree(policy, badjson)
     (badjson / "metaal-policy.json").write_text('{"format": "metaal-policy", ')
     files["policy_json"] = badjson
+    # weights that load but are not the ones the metadata's sha256 names (another policy's scorer)
+    swapped = root / "pol_swapped"
+    shutil.copytree(policy, swapped)
+    other = make_policy(store, root / "policy_other", "--seed", "7")
+    shutil.copy(other / "scorer.pt", swapped / "scorer.pt")
+    files["policy_swapped"] = swapped
+    # a store whose chunk file was cut short (a copy interrupted half-way)
+    short = root / "short.zarr"
+    shutil.copytree(store, short)
+    chunk = next(p for p in sorted((short / "steps" / "candidates").rglob("*")) if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    files["store_truncated"] = short
+    files["labels_outside"] = text("labels_outside.csv", "index,label\n0,a\n1,b\n2,a\n80,b\n")
+    files["toml_eval_unknown"] = text("eval_unknown.toml", '[evaluate]\ntasks = ["sklearn:iris"]\nseedz = 2\n')
+    files["toml_run_types"] = text("run_types.toml", '[evaluate]\nstrategies = ["margin"]\nbudget = "lots"\n')
+    split = ('[groups]\nsources = ["sklearn:iris"]\ntuning = ["sklearn:wine"]\nheldout = ["sklearn:digits"]\n'
+             '[folds]\n0 = ["sklearn:iris", "sklearn:digits"]\n1 = ["sklearn:wine"]\n')
+    files["split_two_groups"] = text("split_two.toml", split.replace('tuning = ["sklearn:wine"]',
+                                                                     'tuning = ["sklearn:wine", "sklearn:iris"]'))
+    files["split_missing_twin"] = text("split_twin.toml", split + '[twins]\ndigits = ["sklearn:digits", "keel:optdigits"]\n')
+    # a directory nothing can be written to: read-only bits, or for root (whom they do not stop) a path in sysfs
+    readonly = root / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    try:
+        (readonly / "probe").touch()
+        (readonly / "probe").unlink()
+        readonly = Path("/sys/metaal-readonly")
+    except OSError:
+        pass
+    files["readonly"] = readonly
     return files
 
 
@@ -229,6 +260,44 @@ CASES = [
     ("select-n-larger-than-pool", lambda f, o: sel(f, "--n", "1000", "--out", o), "only 76 unlabelled items"),
     ("select-unknown-strategy", lambda f, o: sel(f, "--strategy", "magic", "--out", o), "unknown strategy"),
     ("select-policy-schema-mismatch", lambda f, o: sel(f, "--strategy", f"policy:{f['policy_schema']}", "--out", o), "feature schema"),
+    # issue 28: what a long benchmark must catch in its first second
+    ("te-keel-name-that-does-not-exist", lambda f, o: te("--tasks", "sklearn:iris,keel:no-such-set", *STRATS, "--out", o),
+     "unknown KEEL task 'keel:no-such-set'"),
+    ("gen-keel-name-that-does-not-exist", lambda f, o: gen("--tasks", "keel:no-such-set", "--out", o), "unknown KEEL task"),
+    ("te-policy-weights-not-the-metadata-sha256", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy",
+                                                                   f["policy_swapped"], "--out", o), "sha256"),
+    ("inspect-policy-weights-not-the-metadata-sha256", lambda f, o: ["inspect", f["policy_swapped"]], "sha256"),
+    ("select-policy-weights-not-the-metadata-sha256", lambda f, o: sel(f, "--strategy", f"policy:{f['policy_swapped']}",
+                                                                       "--out", o), "sha256"),
+    ("distill-truncated-chunk", lambda f, o: ["distill", f["store_truncated"], "--out", o], "steps/candidates"),
+    ("inspect-truncated-chunk", lambda f, o: ["inspect", f["store_truncated"]], "steps/candidates"),
+    ("distill-truncated-chunk-among-good-stores", lambda f, o: ["distill", f"{f['store']},{f['store_truncated']}", "--out", o],
+     "short.zarr"),
+    ("select-labels-index-outside-the-pool", lambda f, o: sel(f, "--labels", f["labels_outside"], "--out", o),
+     "not in the pool (the pool has 80 items, index 0..79): 80"),
+    ("te-config-unknown-key", lambda f, o: te("--config", f["toml_eval_unknown"], "--out", o), "unknown key 'seedz'"),
+    ("run-config-unknown-key", lambda f, o: ["run", "--quiet", "--config", f["toml_gen_unknown"], "--out", o],
+     "unknown key 'episodez'"),
+    ("run-config-budget-of-wrong-type", lambda f, o: ["run", "--quiet", "--config", f["toml_run_types"], "--out", o],
+     "[evaluate] budget must be an integer"),
+    ("te-workers-more-than-the-machine-runs", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--workers", "100000",
+                                                              "--out", o), "more processes than this machine can run"),
+    ("gen-workers-more-than-the-machine-runs", lambda f, o: gen("--workers", "100000", "--out", o),
+     "more processes than this machine can run"),
+    ("te-out-on-a-read-only-path", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--out", f["readonly"] / "res"),
+     "cannot create results directory"),
+    ("gen-out-on-a-read-only-path", lambda f, o: gen("--out", f["readonly"] / "s.zarr"), "cannot create trajectory store"),
+    ("distill-out-on-a-read-only-path", lambda f, o: ["distill", f["store"], "--steps", "5", "--out", f["readonly"] / "p"],
+     "cannot write policy"),
+    ("run-out-on-a-read-only-path", lambda f, o: ["run", "--quick", "--quiet", "--out", f["readonly"] / "study"],
+     "cannot create run directory"),
+    ("select-out-on-a-read-only-path", lambda f, o: sel(f, "--out", f["readonly"] / "next.csv"), "cannot write the selection"),
+    ("select-out-is-a-directory", lambda f, o: sel(f, "--out", f["root"]), "is a directory"),
+    ("datasets-split-with-a-task-in-two-groups", lambda f, o: ["datasets", "--splits", f["split_two_groups"], "--suite",
+                                                                "heldout"], "sklearn:iris is in both sources and tuning"),
+    ("datasets-split-with-a-missing-twin", lambda f, o: ["datasets", "--splits", f["split_missing_twin"], "--suite",
+                                                          "heldout"], "twin keel:optdigits of 'digits' is in no group"),
+    ("datasets-unknown-suite", lambda f, o: ["datasets", "--suite", "fold:99"], "unknown suite"),
 ]
 
 
@@ -277,9 +346,9 @@ def _snapshot(path: Path):
 
 
 def test_bad_input_matrix_is_large_enough():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 100
     assert {c[1](_Any(), Path("o"))[0] for c in CASES} >= {"transfer-eval", "generate", "inspect", "distill", "run",
-                                                            "select"}
+                                                            "select", "datasets"}
 
 
 class _Any(dict):

@@ -144,21 +144,33 @@ def load_synthetic(params: str, instance_seed: int) -> Dataset:
     return Dataset(ds.spec, ds.X, ds.y, ds.class_names, info={"parameters": p})
 
 
-def load_npz(path: str) -> Dataset:
-    spec = f"npz:{path}"
+def read_npz(spec: str, path: str, names: tuple[str, ...]) -> list[np.ndarray]:
+    """The arrays ``names`` of an .npz file (never unpickled), or a one-line error: the file is missing, lacks
+    one of them, or is not a readable .npz (a damaged zip, a bad array header, truncated or corrupt data)."""
+    import zipfile
+
     file = Path(path).expanduser()
-    if not file.is_file():
+    if not path or not file.is_file():
         raise MetaalError(f"{spec}: file not found")
     try:
         with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in ("X", "y") if k not in data.files]
+            if not hasattr(data, "files"):  # a plain .npy: one array, no names
+                raise MetaalError(f"{spec}: a single array (.npy), not an .npz with {', '.join(names)}")
+            missing = [k for k in names if k not in data.files]
             if missing:
                 raise MetaalError(f"{spec}: missing array(s) {', '.join(missing)} (found: {', '.join(data.files) or 'none'})")
-            X, y = data["X"], data["y"]
+            return [data[k] for k in names]
     except MetaalError:
         raise
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
-        raise MetaalError(f"{spec}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError, zlib.error,
+            zipfile.BadZipFile) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise MetaalError(f"{spec}: cannot read as .npz ({type(exc).__name__}: {text})") from None
+
+
+def load_npz(path: str) -> Dataset:
+    spec = f"npz:{path}"
+    X, y = read_npz(spec, path, ("X", "y"))
     return validate_arrays(spec, X, y)
 
 
@@ -170,7 +182,7 @@ def load_csv(path: str, label_column: str = "label") -> Dataset:
     try:
         with open(file, newline="") as fh:
             rows = list(_csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, _csv.Error) as exc:
         raise MetaalError(f"{spec}: cannot read ({exc})") from None
     if len(rows) < 2:
         raise MetaalError(f"{spec}: needs a header row and at least one data row")
@@ -179,6 +191,8 @@ def load_csv(path: str, label_column: str = "label") -> Dataset:
         raise MetaalError(f"{spec}: no label column '{label_column}' (columns: {', '.join(header)}); set --label-column")
     j = header.index(label_column)
     body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    if not body:
+        raise MetaalError(f"{spec}: needs a header row and at least one data row")
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise MetaalError(f"{spec}: line {i} has {len(r)} fields, header has {len(header)}")
