@@ -175,7 +175,7 @@ def _learner_config(p: dict):
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
              "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist",
-             "policy_margin_prior", "oracle", "workers", "backend", "address", "gpus_per_run"}
+             "policy_margin_prior", "oracle", "workers", "backend", "address", "gpus_per_run", "stack"}
 
 
 def _eval_config(p: dict, tasks: list[str]):
@@ -222,6 +222,9 @@ def _eval_config(p: dict, tasks: list[str]):
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Local processes running (task, seed) groups side by side (each with --threads threads); "
                    "the results do not depend on it.")
+@click.option("--stack/--no-stack", default=False, show_default=True,
+              help="Advance the runs of a task in lockstep and train each round's models as one stacked computation "
+                   "(equal to float32 rounding); --no-stack: one run at a time, the reference loop.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
 @click.option("--gpus-per-run", type=float, default=0.0, show_default=True,
@@ -249,7 +252,7 @@ def transfer_eval(ctx, **p):
     if p["workers"] != 1 and p["backend"] == "ray":
         raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
     results = run(config, p["out"], progress=not p["quiet"], backend=p["backend"], address=p["address"],
-                  gpus_per_run=p["gpus_per_run"], threads=threads, workers=int(p["workers"]))
+                  gpus_per_run=p["gpus_per_run"], threads=threads, workers=int(p["workers"]), stack=bool(p["stack"]))
     click.echo(format_table(results["summary"]))
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 

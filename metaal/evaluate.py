@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from metaal.errors import MetaalError
 from metaal.io import atomic_write_json, ensure_writable_dir, git_commit
 from metaal.learners import LearnerConfig, resolve_device
-from metaal.loop import LoopConfig, run_episode
+from metaal.loop import LoopConfig, run_episode, run_lockstep
 from metaal.registry import get_strategy
 from metaal.report import slug
 from metaal.tasks import SplitConfig, load_task
@@ -109,7 +109,8 @@ def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
 
 
 def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
-                  address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1) -> dict:
+                  address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1,
+                  stack: bool = False) -> dict:
     """Run every (task, seed, strategy) not already finished in ``out``; return the results dict.
 
     ``workers`` > 1 (local backend): that many processes, each running whole (task, seed) groups with
@@ -118,6 +119,12 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     (``threads`` torch threads and CPUs, ``gpus_per_run`` GPUs) on the cluster at ``address`` (None: a
     local Ray instance); every run writes its own file in ``OUT/runs`` and the report is built from
     them as with the local backend.
+
+    ``stack`` (local backend): the missing runs of a task (of a (task, seed) group per worker with
+    ``workers`` > 1) advance in lockstep and each round's retrains are one stacked computation
+    (:func:`metaal.loop.run_lockstep`); the runs still finish, and are written, one file each.  The
+    curves equal the one-run-at-a-time loop's up to float32 rounding of the training (near-ties in a
+    selection can flip).  Ray runs one run per task either way.
     """
     from metaal.io import hold_lock
     from metaal.report import write_results
@@ -128,7 +135,7 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     lock = hold_lock(out / LOCK_FILE, f"results directory {out}")  # one writer per results directory
     try:
         return _evaluate(config, out, strategies, device, progress, backend, address, gpus_per_run, threads, workers,
-                         write_results)
+                         write_results, stack)
     finally:
         lock.close()
 
@@ -195,7 +202,7 @@ def check_eval(config: EvalConfig, out: str | Path | None, *, backend: str = "lo
 
 
 def _evaluate(config: EvalConfig, out: Path, strategies: dict, device, progress: bool, backend: str, address,
-              gpus_per_run: float, threads: int, workers: int, write_results) -> dict:
+              gpus_per_run: float, threads: int, workers: int, write_results, stack: bool = False) -> dict:
     names = config.strategy_list()
     # The runs in report order; finished ones are read back, the others run below.
     seeds = [config.seed + i for i in range(config.seeds)]
@@ -218,10 +225,21 @@ def _evaluate(config: EvalConfig, out: Path, strategies: dict, device, progress:
             groups: dict[tuple[str, int], list[str]] = {}  # (task, seed) -> its missing strategies, in plan order
             for spec, seed, name in todo:
                 groups.setdefault((spec, seed), []).append(name)
-            for run in _map_groups(config, out, [(*key, names) for key, names in groups.items()], workers, threads):
+            for run in _map_groups(config, out, [(*key, names) for key, names in groups.items()], workers, threads, stack):
                 found[(run["task"], run["seed"], run["strategy"])] = run
                 bar.set_postfix_str(f"{_short(run['task'])} · {run['strategy']} · seed {run['seed']}")
                 bar.update(rounds)
+        elif todo and stack:
+            for spec in dict.fromkeys(config.tasks):
+                missing = [(seed, name) for seed in seeds for name in names if found[(spec, seed, name)] is None]
+                if not missing:
+                    continue
+                bar.set_postfix_str(f"{_short(spec)} · {len(missing)} runs in lockstep")
+                width = len(missing)
+                runs = _lockstep_and_save(config, out, spec, missing, strategies, device,
+                                          on_round=lambda r, n, k=width: bar.update(k))
+                for (seed, name), run in zip(missing, runs):
+                    found[(spec, seed, name)] = run
         elif todo:
             for spec in config.tasks:
                 for seed in seeds:
@@ -255,6 +273,20 @@ def _run_and_save(config: EvalConfig, out: Path, task, spec: str, name: str, see
                   on_round=None) -> dict:
     """One (task, strategy, seed) run from its paired start, written atomically to OUT/runs."""
     result = run_episode(task, strategy, config.learner, config.loop, seed, device, on_round=on_round)
+    return _save_run(config, out, spec, name, seed, strategy, result)
+
+
+def _lockstep_and_save(config: EvalConfig, out: Path, spec: str, missing: list[tuple[int, str]], strategies: dict,
+                       device, on_round=None) -> list[dict]:
+    """The (seed, strategy) runs of one task in lockstep (stacked retrains), each then written as _run_and_save does."""
+    tasks = {seed: _load_eval_task(config, spec, seed) for seed in dict.fromkeys(seed for seed, _ in missing)}
+    results = run_lockstep([(tasks[seed], strategies[name], seed) for seed, name in missing], config.learner,
+                           config.loop, device, on_round=on_round)
+    return [_save_run(config, out, spec, name, seed, strategies[name], result)
+            for (seed, name), result in zip(missing, results)]
+
+
+def _save_run(config: EvalConfig, out: Path, spec: str, name: str, seed: int, strategy, result) -> dict:
     run = {
         "task": spec,
         "strategy": name,
@@ -283,14 +315,15 @@ def _by_round(selected: list[int], sizes: list[int]) -> list[list[int]]:
     return out
 
 
-def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threads: int):
+def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threads: int, stack: bool = False):
     """Finished runs, as they finish, of (task, seed, strategies) groups spread over ``workers`` processes."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and fork do not mix
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx) as pool:
-        futures = [pool.submit(_group_runs, config, str(out), spec, seed, names, threads) for spec, seed, names in groups]
+        futures = [pool.submit(_group_runs, config, str(out), spec, seed, names, threads, stack)
+                   for spec, seed, names in groups]
         try:
             for fut in cf.as_completed(futures):
                 yield from fut.result()
@@ -300,12 +333,16 @@ def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threa
             raise
 
 
-def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[str], threads: int) -> list[dict]:
+def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[str], threads: int,
+                stack: bool = False) -> list[dict]:
     """A worker process (or a Ray task, with one name): the missing runs of one (task, seed), the task loaded once."""
     import torch
 
     torch.set_num_threads(threads)
     device = resolve_device(config.device)
+    if stack:
+        strategies = {name: _make_strategy(name, config, device) for name in names}
+        return _lockstep_and_save(config, Path(out), spec, [(seed, name) for name in names], strategies, device)
     task = _load_eval_task(config, spec, seed)
     return [_run_and_save(config, Path(out), task, spec, name, seed, _make_strategy(name, config, device), device)
             for name in names]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from metaal.errors import MetaalError
 from metaal.learners import Learner, LearnerConfig, derive_seed
+from metaal.learners.stacked import fit_many
 from metaal.metrics import aulc
 from metaal.state import ALState
 from metaal.tasks import Task
@@ -69,13 +70,25 @@ def initial_labelled(task: Task, n: int, seed: int) -> np.ndarray:
     return idx
 
 
-def new_state(task: Task, learner_config: LearnerConfig, loop: LoopConfig, seed: int, device) -> ALState:
-    """Fresh paired start: the initial set and the model's initial weights depend only on (task, seed)."""
+def new_state(task: Task, learner_config: LearnerConfig, loop: LoopConfig, seed: int, device, retrain: bool = True) -> ALState:
+    """Fresh paired start: the initial set and the model's initial weights depend only on (task, seed).
+
+    ``retrain=False`` leaves the first training to the caller (lockstep runs train all their starts as one).
+    """
     loop.validate(len(task.pool), task.spec)
     learner = Learner(learner_config, task.input_shape, task.n_classes, seed=derive_seed(seed, 0x11), device=device)
     state = ALState(task, learner, initial_labelled(task, loop.initial, seed), loop.initial, loop.budget, seed=seed)
-    state.retrain()
+    if retrain:
+        state.retrain()
     return state
+
+
+def retrain_together(states: Sequence[ALState]) -> None:
+    """``state.retrain()`` of every state as one stacked computation (equal to float32 rounding)."""
+    fit_many([s.learner for s in states], [(s.task.X[s.labelled], s.task.y[s.labelled]) for s in states],
+             [s.round for s in states])
+    for s in states:
+        s._cache.clear()
 
 
 def run_episode(
@@ -106,6 +119,45 @@ def run_episode(
         if on_round:
             on_round(r, len(sizes))
     return result
+
+
+def run_lockstep(
+    runs: Sequence[tuple[Task, object, int]],
+    learner_config: LearnerConfig,
+    loop: LoopConfig,
+    device="cpu",
+    on_round: Callable[[int, int], None] | None = None,
+) -> list[EpisodeResult]:
+    """Several episodes ``(task, strategy, seed)`` advanced together, round by round.
+
+    Each run selects with its own strategy on its own state, exactly as in :func:`run_episode`; then
+    every run's retrain is one stacked call (:func:`retrain_together`), which is where the time goes.
+    The tasks must share input shape and classes (the paired runs of one task, over strategies and
+    seeds).  Results equal :func:`run_episode`'s up to float32 rounding of the training, which can flip
+    a near-tie in a selection (``scripts/kernel_noise.py`` measures how often that moves a curve).
+    """
+    states = [new_state(task, learner_config, loop, seed, device, retrain=False) for task, _s, seed in runs]
+    retrain_together(states)
+    tests = [(task.X[task.test], task.y[task.test]) for task, _s, _seed in runs]
+    results = [EpisodeResult() for _ in runs]
+    for state, result, (X_test, y_test) in zip(states, results, tests):
+        result.labels.append(state.n_labelled)
+        result.accuracy.append(state.learner.accuracy(X_test, y_test))
+    sizes = loop.rounds()
+    for r, size in enumerate(sizes, start=1):
+        for state, result, (_task, strategy, _seed) in zip(states, results, runs):
+            picked = np.asarray(strategy.select(state, size), dtype=np.int64)
+            _check_selection(picked, state, size, getattr(strategy, "name", "strategy"))
+            state.round = r
+            state.add_labels(picked)
+            result.selected.extend(int(i) for i in picked)
+        retrain_together(states)
+        for state, result, (X_test, y_test) in zip(states, results, tests):
+            result.labels.append(state.n_labelled)
+            result.accuracy.append(state.learner.accuracy(X_test, y_test))
+        if on_round:
+            on_round(r, len(sizes))
+    return results
 
 
 def _check_selection(picked: np.ndarray, state: ALState, size: int, name: str) -> None:

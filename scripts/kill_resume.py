@@ -14,7 +14,7 @@ result with the reference:
   same fingerprint, and nothing uncommitted left in the store.
 * distill (``gain``): the policy directory either does not exist or loads and equals the reference;
   at the end the weights, the loss curve and the validation block equal the reference's.
-* transfer-eval: every finished run file equals the reference's and is never rewritten; at the end the
+* transfer-eval (the one-run-at-a-time loop, then again with ``--stack``): every finished run file equals the reference's and is never rewritten; at the end the
   summary equals the reference's.
 
 Delays: most kills wait until the command has made progress in this run (a new committed episode, a new
@@ -338,10 +338,12 @@ def kill_resume_distill(work: Path, store: Path, kills: int = 10, steps: int = 4
 
 # ------------------------------------------------------------------------------------------ transfer-eval
 def kill_resume_eval(work: Path, kills: int = 4, seed: int = 0, mode: str = "subprocess", span: float = 0.1,
-                     launcher: Launcher | None = None) -> dict:
+                     launcher: Launcher | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """``extra``: more transfer-eval options for both the reference and the killed runs (e.g. ``--stack``)."""
     launcher = launcher or Launcher(mode)
-    args = ["transfer-eval", *EVAL_ARGS]
-    ref_path, path = work / "eval_ref", work / "eval_killed"
+    args = ["transfer-eval", *EVAL_ARGS, *extra]
+    tag = "".join(a.strip("-").replace("-", "_") for a in extra)
+    ref_path, path = work / f"eval_ref{tag}", work / f"eval_killed{tag}"
     t0 = time.monotonic()
     launcher.run([*args, "--out", str(ref_path)])
     ref_seconds = round(time.monotonic() - t0, 1)
@@ -375,7 +377,7 @@ def kill_resume_eval(work: Path, kills: int = 4, seed: int = 0, mode: str = "sub
             mismatches.append(f"final summary.json: {key} differs")
     if len(runs_now()) != len(ref_runs):
         mismatches.append(f"{len(runs_now())} run files, reference {len(ref_runs)}")
-    return {"command": "transfer-eval", "reference_seconds": ref_seconds, **stats, "runs_compared": len(ref_runs), "mismatches": len(mismatches),
+    return {"command": " ".join(["transfer-eval", *extra]), "reference_seconds": ref_seconds, **stats, "runs_compared": len(ref_runs), "mismatches": len(mismatches),
             "mismatch_examples": mismatches[:10]}
 
 
@@ -409,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                                                span=span, launcher=launcher))
             _print(results[-1])
         if a.eval_kills:
-            results.append(kill_resume_eval(work, a.eval_kills, a.seed, span=span / 3, launcher=launcher))
-            _print(results[-1])
+            for extra in ((), ("--stack",)):  # the one-run-at-a-time loop and lockstep runs
+                results.append(kill_resume_eval(work, a.eval_kills, a.seed, span=span / 3, launcher=launcher, extra=extra))
+                _print(results[-1])
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)

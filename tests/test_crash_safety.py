@@ -71,6 +71,14 @@ def test_transfer_eval_keeps_finished_runs_after_sigkill(generated, launcher):
     assert r["kills"] >= 1 and r["mismatches"] == 0, r
 
 
+def test_stacked_transfer_eval_resumes_after_sigkill(generated, launcher):
+    """Lockstep runs (--stack) are written when their task's lockstep ends; a killed one is redone on the
+    rerun, stacked with fewer runs, and must still give the reference's files bit for bit."""
+    work, _ = generated
+    r = kr.kill_resume_eval(work, kills=2, seed=1, span=0.1, launcher=launcher, extra=("--stack",))
+    assert r["kills"] >= 1 and r["mismatches"] == 0, r
+
+
 # ------------------------------------------------------------------------------------------ distill checkpoints
 @pytest.fixture(scope="module")
 def toy():

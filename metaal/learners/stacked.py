@@ -19,8 +19,10 @@ Only the order of the arithmetic differs (batched products, padded rows).  On CU
 fused kernel whose bits another generator cannot reproduce: there the masks have the same distribution,
 not the same bits.
 
-Ragged labelled sets: a copy's minibatch has ``min(batch_size, n_i)`` rows; shorter ones are padded to
-the longest with rows of weight zero and a zero dropout mask, so padding adds exact zeros.  Plain MLPs
+Ragged labelled sets: a copy's minibatch has ``min(batch_size, n_i)`` rows, padded to ``batch_size`` with
+rows of weight zero and a zero dropout mask, so padding adds exact zeros.  Every shape a copy's arithmetic
+sees is then its own (a lone copy trains beside a twin), so a copy's weights do not depend on which other
+copies share its stack or chunk: a resumed evaluation that stacks fewer runs reproduces them bit for bit.  Plain MLPs
 take the hand-written stacked forward/backward of :mod:`metaal.learners.fused`; any other network (the
 CNN) ``torch.func``: ``vmap`` over ``grad`` of ``functional_call``.  Networks with BatchNorm update
 running statistics in train mode, which vmap cannot share out: they train one by one with ``Learner.fit``.
@@ -87,7 +89,7 @@ def fit_many(learners: Sequence[Learner], data: Sequence[tuple[np.ndarray, np.nd
             lrn.fit(X, y, round_seed=rs)
         return
     trainer = _Trainer(first)
-    size = chunk or trainer.auto_chunk(min(first.config.batch_size, max(len(y) for _, y in data)))
+    size = chunk or trainer.auto_chunk(first.config.batch_size)
     for s in range(0, m, size):
         trainer.fit(learners[s : s + size], data[s : s + size], round_seeds[s : s + size])
 
@@ -124,13 +126,15 @@ class _Trainer:
 
     # ------------------------------------------------------------------ one chunk
     def fit(self, learners, data, round_seeds) -> None:
+        if len(learners) == 1:  # a batch of one takes other kernels (mm, not bmm): train it beside a twin
+            learners, data, round_seeds = [learners[0], copy.deepcopy(learners[0])], [data[0]] * 2, [round_seeds[0]] * 2
         cfg, dev = self.config, self.device
         m = len(learners)
         Xs = [learners[0].tensor(X) for X, _ in data]
         ys = [torch.as_tensor(y, dtype=torch.long, device=dev) for _, y in data]
         sizes = [len(y) for y in ys]
         bss = [min(cfg.batch_size, n) for n in sizes]
-        width = max(bss)
+        width = cfg.batch_size  # not max(bss): a copy's arithmetic then never depends on the others
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         index = torch.empty((cfg.steps, m, width), dtype=torch.long)
         weight = torch.zeros((m, width), device=dev)
