@@ -165,3 +165,14 @@ def test_an_unreachable_address_fails_fast(address, needle):
 
     with pytest.raises(MetaalError, match=needle):
         _check_reachable(address, timeout=2)
+
+
+def test_benchmark_on_ray_writes_the_local_benchmark(ray_local, tmp_path):
+    args = ["benchmark", "--tasks", "sklearn:iris,sklearn:wine", "--strategies", "margin", "--seeds", "2",
+            "--epochs-steps", "15", "--initial", "6", "--budget", "12", "--query-size", "6", "--quiet"]
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    for out, extra in ((local, []), (on_ray, ["--backend", "ray"])):
+        r = invoke(*args, *extra, "--out", out)
+        assert r.exit_code == 0, r.output
+    assert (json.loads((local / "benchmark.json").read_text())
+            == json.loads((on_ray / "benchmark.json").read_text()))
