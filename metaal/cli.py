@@ -276,6 +276,8 @@ BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,ty
 @loop_options()
 @learner_options
 @click.option("--workers", type=int, default=1, show_default=True, help="Local processes running (task, seed) groups side by side.")
+@click.option("--stack/--no-stack", default=False, show_default=True,
+              help="As transfer-eval: a task's runs in lockstep, each round's retrains as one stacked computation.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
 @click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="--backend ray: GPUs each run's task asks for.")
@@ -308,7 +310,7 @@ def benchmark(ctx, **p):
         raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
     _, bench = run(config, p["out"], reference=p["reference"], suite=p["suite"], progress=not p["quiet"],
                    backend=p["backend"], address=p["address"], gpus_per_run=p["gpus_per_run"], threads=threads,
-                   workers=int(p["workers"]))
+                   workers=int(p["workers"]), stack=bool(p["stack"]))
     click.echo(format_benchmark(bench))
     click.echo(f"\nreport: {os.path.join(p['out'], REPORT_FILE)}  (benchmark.json, cd_diagram.png; per task: report.md)")
 

@@ -40,7 +40,7 @@ KEY_TYPES = {
                      "batch_size", "hidden", "ensemble", "policy_candidates", "policy_shortlist", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run",
                      "policy_margin_prior"), _NUM),
-    "warm_start": _BOOL,
+    **dict.fromkeys(("warm_start", "stack"), _BOOL),
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
                      "address", "oracle", "target", "step_weight", "choice", "oracle_metric",
                      "count_context", "suite", "splits", "reference"), _STR),

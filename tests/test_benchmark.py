@@ -33,7 +33,7 @@ def test_benchmark_on_a_suite_writes_the_across_task_files_and_resumes(tmp_path)
     out = tmp_path / "bench"
     args = ["benchmark", "--suite", "heldout", "--splits", _splits(tmp_path), "--strategies", "margin,typiclust",
             "--seeds", "2", *FAST, "--out", str(out)]
-    r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    r = CliRunner().invoke(cli, [*args, "--stack"], catch_exceptions=False)  # transfer-eval's lockstep runs
     assert r.exit_code == 0, r.output
     assert "reference margin" in r.output and "typiclust" in r.output
     bench = json.loads((out / JSON_FILE).read_text())
@@ -53,7 +53,7 @@ def test_benchmark_on_a_suite_writes_the_across_task_files_and_resumes(tmp_path)
     runs = sorted((out / "runs").rglob("*.json"))
     assert len(runs) == 3 * 2 * 3
     before = {p: p.stat().st_mtime_ns for p in runs}
-    r = CliRunner().invoke(cli, args, catch_exceptions=False)  # a rerun reads every run back, runs none
+    r = CliRunner().invoke(cli, args, catch_exceptions=False)  # a rerun (one run at a time) reads every run back
     assert r.exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in runs} == before
     assert json.loads((out / JSON_FILE).read_text()) == bench
