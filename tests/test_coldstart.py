@@ -108,3 +108,17 @@ def test_both_are_seeded_and_listed():
 
     out = CliRunner().invoke(cli, ["strategies"]).output
     assert "typiclust" in out and "probcover" in out
+
+
+def test_both_rank_a_users_pool_from_its_embeddings():
+    from metaal.errors import MetaalError
+    from metaal.select import rank_pool
+
+    X = np.asarray(POINTS)
+    proba = np.full((len(X), 3), 1 / 3)
+    sel = rank_pool(proba, X, labelled=[B_CENTRE], labels=[0], n=2, strategy="typiclust")
+    assert sel.index.tolist() == [A_CENTRE, C_CENTRE]
+    sel = rank_pool(proba, X, labelled=[B_CENTRE], labels=[0], n=2, strategy="probcover")
+    assert sel.index[0] in range(0, 7) and sel.index[1] in range(14, 19)
+    with pytest.raises(MetaalError, match="needs embeddings"):
+        rank_pool(proba, labelled=[B_CENTRE], labels=[0], n=2, strategy="typiclust")
