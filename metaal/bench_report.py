@@ -4,12 +4,13 @@ policy-minus-margin plot, written beside transfer-eval's per-task files from the
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from metaal import stats
-from metaal.io import atomic_write_json, atomic_write_text
+from metaal.io import atomic_write_json, atomic_write_text, provenance
 
 BENCH_FORMAT = "metaal-benchmark"
 BENCH_VERSION = 1
@@ -126,7 +127,7 @@ def _save(fig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    os.replace(tmp, path)
 
 
 def _p(p) -> str:
@@ -234,7 +235,9 @@ def write_benchmark(out: Path, results: dict, reference: str, suite: str | None 
     config = results["config"]
     strategies = list(dict.fromkeys(r["strategy"] for r in results["runs"]))
     bench = {"format": BENCH_FORMAT, "format_version": BENCH_VERSION, "suite": suite,
-             **across_tasks(results["runs"], config["tasks"], strategies, reference)}
+             **across_tasks(results["runs"], config["tasks"], strategies, reference),
+             # beside summary.json's config, versions and platform: the commit and command that made these files
+             "provenance": results.get("provenance") or provenance()}
     plot_cd(out / CD_FILE, bench)
     if "policy_minus_margin" in bench:
         plot_round_difference(out / ROUNDS_FILE, bench)

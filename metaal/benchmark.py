@@ -50,6 +50,14 @@ def benchmark(config: EvalConfig, out: str | Path, *, reference: str | None = No
     """Run (or resume) every (task, seed, strategy) of ``config`` in ``out`` as transfer-eval does, then write
     benchmark.json, benchmark.md and cd_diagram.png beside its files.  ``stack`` and ``run_options`` go to
     transfer_eval (backend, address, gpus_per_run, threads, workers).  Returns (transfer-eval results, benchmark)."""
+    from metaal.evaluate import lock_results
+    from metaal.io import ensure_writable_dir
+
     reference = check_benchmark(config, out, reference, **run_options)
-    results = transfer_eval(config, out, progress, stack=stack, **run_options)
-    return results, write_benchmark(Path(out), results, reference, suite)
+    out = ensure_writable_dir(out, "results directory")
+    lock = lock_results(out)  # held over the runs and the benchmark files: one writer for all of them
+    try:
+        results = transfer_eval(config, out, progress, stack=stack, locked=True, **run_options)
+        return results, write_benchmark(out, results, reference, suite)
+    finally:
+        lock.close()

@@ -110,7 +110,7 @@ def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
 
 def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
                   address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1,
-                  stack: bool = False) -> dict:
+                  stack: bool = False, locked: bool = False) -> dict:
     """Run every (task, seed, strategy) not already finished in ``out``; return the results dict.
 
     ``workers`` > 1 (local backend): that many processes, each running whole (task, seed) groups with
@@ -126,21 +126,29 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     curves equal the one-run-at-a-time loop's up to float32 rounding of the training (near-ties in a
     selection can flip).  Ray runs one run per task either way.
     """
-    from metaal.io import hold_lock
     from metaal.report import write_results
 
     device, strategies = check_eval(config, out, backend=backend, address=address, gpus_per_run=gpus_per_run,
                                     threads=threads, workers=workers)
     out = ensure_writable_dir(out, "results directory")
-    lock = hold_lock(out / LOCK_FILE, f"results directory {out}")  # one writer per results directory
+    # one writer per results directory (``locked``: the caller holds the lock, as benchmark does for its own files)
+    lock = None if locked else lock_results(out)
     try:
         return _evaluate(config, out, strategies, device, progress, backend, address, gpus_per_run, threads, workers,
                          write_results, stack)
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
 
 
 LOCK_FILE = ".metaal.lock"  # in the results directory: held by the running transfer-eval (metaal.io.hold_lock)
+
+
+def lock_results(out: Path):
+    """Hold the results directory's lock (close the returned file to release it)."""
+    from metaal.io import hold_lock
+
+    return hold_lock(out / LOCK_FILE, f"results directory {out}")
 
 
 def check_eval(config: EvalConfig, out: str | Path | None, *, backend: str = "local", address: str | None = None,

@@ -127,6 +127,9 @@ def base(tmp_path_factory):
              '[folds]\n0 = ["sklearn:iris", "sklearn:digits"]\n1 = ["sklearn:wine"]\n')
     files["split_two_groups"] = text("split_two.toml", split.replace('tuning = ["sklearn:wine"]',
                                                                      'tuning = ["sklearn:wine", "sklearn:iris"]'))
+    files["split_empty_heldout"] = text("split_empty.toml", split.replace('heldout = ["sklearn:digits"]', 'heldout = []')
+                                        .replace('0 = ["sklearn:iris", "sklearn:digits"]', '0 = ["sklearn:iris"]'))
+    files["split_heldout_too_small"] = text("split_small.toml", split)  # digits' pool is too small for --budget 2000
     files["split_missing_twin"] = text("split_twin.toml", split + '[twins]\ndigits = ["sklearn:digits", "keel:optdigits"]\n')
     # a directory nothing can be written to: read-only bits, or for root (whom they do not stop) a path in sysfs
     readonly = root / "readonly"
@@ -298,7 +301,38 @@ CASES = [
     ("datasets-split-with-a-missing-twin", lambda f, o: ["datasets", "--splits", f["split_missing_twin"], "--suite",
                                                           "heldout"], "twin keel:optdigits of 'digits' is in no group"),
     ("datasets-unknown-suite", lambda f, o: ["datasets", "--suite", "fold:99"], "unknown suite"),
+    # benchmark: the suite, the split file, and transfer-eval's inputs before its first run
+    ("bench-suite-that-names-no-task", lambda f, o: bench("--suite", "heldout", "--splits", f["split_empty_heldout"],
+                                                          "--out", o), "group 'heldout' is empty"),
+    ("bench-unknown-suite", lambda f, o: bench("--suite", "fold:7", "--splits", f["split_heldout_too_small"], "--out", o),
+     "unknown suite 'fold:7'"),
+    ("bench-split-with-a-task-in-two-groups", lambda f, o: bench("--suite", "heldout", "--splits", f["split_two_groups"],
+                                                                 "--out", o), "in both sources and tuning"),
+    ("bench-split-with-a-missing-twin", lambda f, o: bench("--suite", "heldout", "--splits", f["split_missing_twin"],
+                                                           "--out", o), "twin keel:optdigits"),
+    ("bench-missing-split-file", lambda f, o: bench("--suite", "heldout", "--splits", f["root"] / "none.toml", "--out", o),
+     "task split file"),
+    ("bench-suite-task-too-small-for-the-budget", lambda f, o: bench("--suite", "heldout", "--splits",
+                                                                     f["split_heldout_too_small"], "--budget", "2000",
+                                                                     "--query-size", "10", "--out", o),
+     "sklearn:digits: too few samples"),
+    ("bench-keel-name-that-does-not-exist", lambda f, o: bench("--tasks", "keel:no-such-set", "--out", o), "unknown KEEL task"),
+    ("bench-reference-not-run", lambda f, o: bench("--tasks", "sklearn:iris", "--reference", "entropy", "--out", o),
+     "--reference entropy is not among the strategies"),
+    ("bench-suite-and-tasks", lambda f, o: bench("--suite", "heldout", "--tasks", "sklearn:iris", "--out", o), "not both"),
+    ("bench-policy-weights-not-the-metadata-sha256", lambda f, o: bench("--tasks", "sklearn:iris", "--policy",
+                                                                        f["policy_swapped"], "--out", o), "sha256"),
+    ("bench-workers-more-than-the-machine-runs", lambda f, o: bench("--tasks", "sklearn:iris", "--workers", "100000",
+                                                                    "--out", o), "more processes than this machine"),
+    ("bench-out-on-a-read-only-path", lambda f, o: bench("--tasks", "sklearn:iris", "--out", f["readonly"] / "b"),
+     "cannot create results directory"),
+    ("bench-out-is-a-file", lambda f, o: bench("--tasks", "sklearn:iris", "--out", f["file"]), "not a directory"),
 ]
+
+
+def bench(*args):
+    return ["benchmark", "--strategies", "margin", "--seeds", "1", "--initial", "6", "--budget", "12", "--query-size", "6",
+            "--epochs-steps", "5", "--quiet", *args]
 
 
 def sel(f, *args):
@@ -348,7 +382,7 @@ def _snapshot(path: Path):
 def test_bad_input_matrix_is_large_enough():
     assert len(CASES) >= 100
     assert {c[1](_Any(), Path("o"))[0] for c in CASES} >= {"transfer-eval", "generate", "inspect", "distill", "run",
-                                                            "select", "datasets"}
+                                                            "select", "datasets", "benchmark"}
 
 
 class _Any(dict):
