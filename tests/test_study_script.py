@@ -194,8 +194,7 @@ def test_the_generation_seed_rows_are_the_session_6_default_with_another_generat
 
 
 @pytest.mark.parametrize("lever", ["per-class-initial-3-source-val-35", "per-class-initial-3-with-10-class-synthetic",
-                                   "per-class-initial-3-with-r-sources", "per-class-initial-3-oracle-repeats-3",
-                                   "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-dagger",
+                                   "per-class-initial-3-with-r-sources", "per-class-initial-3-dagger",
                                    "per-class-initial-3-horizon-2"])
 def test_a_levers_draws_differ_from_it_only_in_the_generation_seed(study, lever):
     """Session 10 judges store-writing levers draw against draw: their rows for generation seeds 1 and 2 must
@@ -277,21 +276,61 @@ def test_evaluate_only_refuses_unfinished_variants(study, tmp_path, monkeypatch,
     assert not any(tmp_path.iterdir())
 
 
-def test_the_session_12_levers_change_one_thing_each(study):
-    """The repeats lever changes only the oracle's repeats; the class-count lever reuses the ten-class sources' stores
-    (the same generation identity) and changes only the count context."""
-    from dataclasses import replace
+def test_retired_levers_stay_listed_for_the_tables_but_do_not_run(study, tmp_path, monkeypatch):
+    """A lever whose option left metaal keeps its place in the history (the docs tables are ordered by it and
+    --rows rebuilds them) but is no runnable variant, and --only refuses it before anything runs."""
+    import sys
 
     rows = study.variants()
-    default, repeats, ten, counted = (study.build("x", rows[n], None, 3) for n in (
-        study.SESSION_6_DEFAULT, "per-class-initial-3-oracle-repeats-3", "per-class-initial-3-with-10-class-synthetic",
-        "per-class-initial-3-with-10-class-synthetic-class-count"))
-    assert repeats.generate.oracle_config().repeats == 3
-    assert replace(repeats.generate, oracle=default.generate.oracle) == default.generate
-    assert (repeats.sources, repeats.distill, repeats.extra_initial) == (default.sources, default.distill, default.extra_initial)
-    assert counted.generate.identity() == ten.generate.identity() and counted.extra_initial == ten.extra_initial
-    assert counted.distill.count_context == "per-class-with-classes"
-    assert replace(counted.distill, count_context="per-class") == ten.distill
+    for name, option in (("per-class-initial-3-oracle-repeats-3", "--oracle-repeats"),
+                         ("per-class-initial-3-with-10-class-synthetic-class-count", "--count-context"),
+                         ("per-class-initial-3-batch-gain-generate-seed-1", "--algo batch-gain"),
+                         ("per-class-initial-3-margin-prior-0.2-distill-seed-1", "--policy-margin-prior")):
+        assert option in study.RETIRED[name] and name in study.HISTORY and name not in rows
+    assert study.HISTORY.index(study.SESSION_6_DEFAULT) < study.HISTORY.index("per-class-initial-3-oracle-repeats-3")
+    assert set(study.HISTORY) == set(rows) | set(study.RETIRED)
+    monkeypatch.setattr(sys, "argv", ["study.py", "--out", str(tmp_path / "out"), "--markdown", str(tmp_path / "r.md"),
+                                      "--only", f"{study.SESSION_6_DEFAULT},per-class-initial-3-oracle-repeats-3"])
+    with pytest.raises(SystemExit, match="retired levers .*oracle-repeats-3 \\(--oracle-repeats\\)"):
+        study.main()
+    monkeypatch.setattr(sys, "argv", ["study.py", "--out", str(tmp_path / "out"), "--only", "no-such-variant"])
+    with pytest.raises(SystemExit, match="no such variant.*no-such-variant"):
+        study.main()
+    assert not (tmp_path / "out").exists()
+
+
+def test_variant_files_extend_earlier_variants_and_expand_distillation_seeds(study, tmp_path):
+    """The TOML form: ``extends`` merges table by table onto an earlier variant, ``distill_seeds`` adds the seed rows
+    right after it, a retired entry keeps only its name; mistakes stop the study with the file and variant named."""
+    (tmp_path / "01-a.toml").write_text(
+        '[sets.first]\ntargets = ["synthetic:seed=1"]\n\n'
+        '[variants.a]\nsources = ["sklearn:iris"]\ngenerate.oracle = { mode = "batch", margin_pool = 5 }\n'
+        'distill.target = "accuracy"\n\n'
+        '[variants.old]\nretired = "--ensemble"\ndistill_seeds = [1]\n')
+    (tmp_path / "02-b.toml").write_text('[variants.b]\nextends = "a"\ngenerate.oracle = { margin_pool = 7 }\n'
+                                        'distill_seeds = [1, 2]\n')
+    data, runnable, retired = study.read_studies(tmp_path)
+    assert data["order"] == ["a", "old", "old-distill-seed-1", "b", "b-distill-seed-1", "b-distill-seed-2"]
+    assert data["sets"]["first"]["targets"] == ["synthetic:seed=1"] and retired == dict.fromkeys(["old", "old-distill-seed-1"],
+                                                                                                   "--ensemble")
+    assert runnable["b"] == {"sources": ["sklearn:iris"], "generate": {"oracle": {"mode": "batch", "margin_pool": 7}},
+                             "distill": {"target": "accuracy"}}
+    assert runnable["b-distill-seed-2"] == study._merge(runnable["b"], {"distill": {"seed": 2}})
+    assert runnable["a"]["generate"]["oracle"]["margin_pool"] == 5  # the child did not write into its parent
+    for text, message in (('[variants.c]\nextends = "old"\n', "no runnable variant above it"),
+                          ('[variants.c]\nextends = "zzz"\n', "no runnable variant above it"),
+                          ('[variants.c]\ndistil = { steps = 5 }\n', "unknown keys \\['distil'\\]"),
+                          ('[variants.c]\nretired = "--x"\ndistill = { steps = 5 }\n', "a retired variant keeps only"),
+                          ('[variants.a]\n', "a is defined twice")):
+        (tmp_path / "03-c.toml").write_text(text)
+        with pytest.raises(SystemExit, match=f"03-c.toml: variant .*{message}"):
+            study.read_studies(tmp_path)
+
+
+def test_the_shipped_notes_have_every_section_the_tables_use(study):
+    sections = study.notes()
+    assert {"intro", "paired", "draws", *(f"set {k}" for k in study.EXTRA_SETS)} <= set(sections)
+    assert sections["intro"].startswith("# What was tried for the learned policy")
 
 
 def test_rows_make_the_tables_without_running_or_writing_a_study_json(study, tmp_path, monkeypatch):
@@ -314,10 +353,10 @@ def test_rows_make_the_tables_without_running_or_writing_a_study_json(study, tmp
 
 
 def test_distillation_seed_rows_share_one_generation_of_their_stores(study):
-    """A lever's distillation-seed rows write identical stores: one group each generation seed; the class-count
-    lever shares the ten-class sources' stores, and an arm's other generation seeds are groups of their own."""
+    """A lever's distillation-seed rows write identical stores: one group each generation seed; an arm's other
+    generation seeds are groups of their own."""
     rows = study.variants()
-    lever, ten = "per-class-initial-3-with-10-class-synthetic-class-count", "per-class-initial-3-with-10-class-synthetic"
+    lever = ten = "per-class-initial-3-with-10-class-synthetic"
     names = [lever, f"{lever}-distill-seed-1", f"{ten}-distill-seed-2", f"{lever}-generate-seed-1",
              f"{lever}-generate-seed-1-distill-seed-2", study.SESSION_6_DEFAULT]
     groups = study.store_groups({n: rows[n] for n in names})
@@ -405,3 +444,19 @@ def test_a_variant_takes_its_siblings_finished_baselines(study, tmp_path):
     assert sorted(p.name for p in runs.iterdir()) == ["entropy__seed0.json", "margin__seed0.json"]
     assert (runs / "margin__seed0.json").read_text() == "first/margin__seed0.json"
     assert study.reuse_finished_baselines(root, root / "second") == 0  # nothing left to copy; its own runs stay
+
+
+@pytest.mark.parametrize(("session", "merge"), [("12", None), ("13", "12"), ("14", "12"), ("15", None)])
+def test_committed_rows_rebuild_the_docs_tables_byte_for_byte(study, tmp_path, monkeypatch, session, merge):
+    """docs/results-sessionN.md are what --rows makes of the committed rows (the prose in docs/study-notes.md, the
+    table order from the variant files, retired levers included)."""
+    import sys
+
+    docs = Path(study.__file__).resolve().parents[1] / "docs"
+    argv = ["study.py", "--rows", str(docs / f"study-session{session}.json"), "--seeds", "10",
+            "--markdown", str(tmp_path / "r.md"), "--out", str(tmp_path / "out")]
+    if merge:
+        argv += ["--merge", str(docs / f"study-session{merge}.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    study.main()
+    assert (tmp_path / "r.md").read_bytes() == (docs / f"results-session{session}.md").read_bytes()
