@@ -4,13 +4,12 @@ policy-minus-margin plot, written beside transfer-eval's per-task files from the
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from metaal import stats
-from metaal.io import atomic_write_json, atomic_write_text, provenance
+from metaal.io import atomic_output, atomic_write_json, atomic_write_text, provenance
 
 BENCH_FORMAT = "metaal-benchmark"
 BENCH_VERSION = 1
@@ -124,10 +123,9 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, format="png")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _p(p) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metaal.errors import MetaalError
-from metaal.io import atomic_write_json, ensure_writable_dir, git_commit
+from metaal.io import atomic_write_json, ensure_writable_dir, git_commit, remove_stale_temporaries
 from metaal.learners import LearnerConfig, resolve_device
 from metaal.loop import LoopConfig, run_episode, run_lockstep
 from metaal.registry import get_strategy
@@ -134,6 +134,10 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
     # one writer per results directory (``locked``: the caller holds the lock, as benchmark does for its own files)
     lock = None if locked else lock_results(out)
     try:
+        # a killed writer's half-written files (the lock says that no writer is live)
+        remove_stale_temporaries(out, RESULT_FILES)
+        if (out / "runs").is_dir():
+            remove_stale_temporaries(out / "runs", ("",), recursive=True)
         return _evaluate(config, out, strategies, device, progress, backend, address, gpus_per_run, threads, workers,
                          write_results, stack)
     finally:
@@ -142,6 +146,8 @@ def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *,
 
 
 LOCK_FILE = ".metaal.lock"  # in the results directory: held by the running transfer-eval (metaal.io.hold_lock)
+# what transfer-eval and benchmark write at the top of a results directory (their temporaries are .NAME.*.tmp)
+RESULT_FILES = ("summary.json", "curves.csv", "report.md", "curve_", "benchmark.", "cd_diagram", "policy_minus_margin")
 
 
 def lock_results(out: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def lock_owner(path: str | Path) -> str:
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -72,6 +73,44 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextmanager
+def atomic_output(path: str | Path):
+    """A temporary path beside ``path`` for a writer that wants a file name (a plot's savefig, torch.save); it
+    is renamed onto ``path`` when the block ends without error and removed otherwise, so ``path`` is always
+    the previous complete file or the new complete one.  Pass the format explicitly: the name ends in .tmp."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+TMP_SUFFIX = ".tmp"  # every temporary file of atomic_write_text / atomic_output: .NAME.XXXXXXXX.tmp
+
+
+def remove_stale_temporaries(directory: str | Path, outputs: tuple[str, ...], recursive: bool = False) -> int:
+    """Delete the temporary files a killed writer left in ``directory`` for the outputs whose names start with
+    one of ``outputs`` (call it only while holding the directory's lock: another writer's temporaries are live;
+    and a user's own files, whatever their names, are never touched).  Returns how many were removed."""
+    n = 0
+    directory = Path(directory)
+    found = directory.rglob(f".*{TMP_SUFFIX}") if recursive else directory.glob(f".*{TMP_SUFFIX}")
+    for p in found:
+        if p.is_file() and p.name[1:].startswith(outputs):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
 
 
 def atomic_write_json(path: str | Path, obj) -> None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from metaal.io import atomic_write_json, atomic_write_text, compute_platform, package_versions, provenance
+from metaal.io import (
+    atomic_output,
+    atomic_write_json,
+    atomic_write_text,
+    compute_platform,
+    package_versions,
+    provenance,
+)
 from metaal.metrics import labels_to_reach, mean_std_ci95, paired_test, win_tie_loss
 
 RESULTS_FORMAT = "metaal-results"
@@ -93,11 +99,9 @@ def plot_task(path: Path, task: str, runs: list[dict], strategies: list[str]) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, format="png")  # explicit: the temporary name's suffix must not decide the format
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")  # explicit: the temporary name's suffix must not decide the format
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def slug(text: str) -> str:

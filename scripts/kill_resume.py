@@ -1,9 +1,10 @@
 """Crash-safety check: SIGKILL metaal commands at random moments, resume, compare with uninterrupted runs.
 
-    python scripts/kill_resume.py [--kills 30] [--distill-kills 10] [--eval-kills 4] [--seed 0]
+    python scripts/kill_resume.py [--kills 30] [--distill-kills 10] [--eval-kills 4] [--bench-kills 4]
+                                  [--final-kills 3] [--seed 0]
                                   [--mode subprocess|fork] [--work DIR] [--json kill_resume.json]
 
-For each command (``generate``, ``distill``, ``transfer-eval``) it first runs the command once without
+For each command (``generate``, ``distill``, ``transfer-eval``, ``benchmark``) it first runs the command once without
 interruption (the reference), then runs the same command on a fresh output again and again, killing it
 with SIGKILL after a seeded random delay, until it has been killed ``--kills`` times; a last run
 finishes the job.  After every kill it checks what a reader sees, and at the end it compares the
@@ -14,8 +15,11 @@ result with the reference:
   same fingerprint, and nothing uncommitted left in the store.
 * distill (``gain``): the policy directory either does not exist or loads and equals the reference;
   at the end the weights, the loss curve and the validation block equal the reference's.
-* transfer-eval (the one-run-at-a-time loop, then again with ``--stack``): every finished run file equals the reference's and is never rewritten; at the end the
-  summary equals the reference's.
+* transfer-eval (the one-run-at-a-time loop, then again with ``--stack``) and benchmark: every finished
+  run file equals the reference's and is never rewritten; every final file present (summary.json,
+  curves.csv, report.md, the plots, benchmark.json, benchmark.md, cd_diagram.png) is complete and equals
+  the reference's (provenance aside).  Besides the kills during the runs, ``--final-kills`` reruns of the
+  finished directory are killed while they rewrite the final files; no temporary file survives the last run.
 
 Delays: most kills wait until the command has made progress in this run (a new committed episode, a new
 checkpoint, a new finished run) and then a random 0..``--span`` seconds more, so they land anywhere in
@@ -52,6 +56,7 @@ DISTILL_ARGS = ["--algo", "gain", "--batch-size", "32", "--hidden", "16", "--see
 EVAL_ARGS = ["--tasks", "sklearn:iris,sklearn:wine", "--strategies", "random,margin,entropy,least_confidence", "--seeds", "3",
              "--initial", "6", "--budget", "12", "--query-size", "6", "--epochs-steps", "5", "--quiet"]
 PRELOAD = ["metaal.cli", "metaal.generate", "metaal.distill", "metaal.evaluate", "metaal.report", "metaal.store",
+           "metaal.benchmark", "metaal.bench_report",
            "metaal.oracle", "metaal.acquisition.strategies", "metaal.acquisition.agreement", "torch._dynamo",
            "sklearn.datasets", "scipy.stats", "zarr", "matplotlib.pyplot"]
 
@@ -337,18 +342,54 @@ def kill_resume_distill(work: Path, store: Path, kills: int = 10, steps: int = 4
 
 
 # ------------------------------------------------------------------------------------------ transfer-eval
-def kill_resume_eval(work: Path, kills: int = 4, seed: int = 0, mode: str = "subprocess", span: float = 0.1,
-                     launcher: Launcher | None = None, extra: tuple[str, ...] = ()) -> dict:
-    """``extra``: more transfer-eval options for both the reference and the killed runs (e.g. ``--stack``)."""
+PNG_HEAD, PNG_TAIL = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def _final_files(out: Path) -> dict[str, Path]:
+    """The files a results directory gets once every run is done (written after them, each atomically)."""
+    names = ["summary.json", "curves.csv", "report.md", "benchmark.json", "benchmark.md"]
+    files = {n: out / n for n in names if (out / n).exists()}
+    files.update({p.name: p for p in sorted(out.glob("*.png"))})
+    return files
+
+
+def _comparable(name: str, path: Path):
+    """What must equal the reference: provenance (command line, time) and the report line naming them aside."""
+    if name.endswith(".png"):
+        data = path.read_bytes()
+        return "complete png" if data.startswith(PNG_HEAD) and data.endswith(PNG_TAIL) else "truncated png"
+    text = path.read_text()
+    if name.endswith(".json"):
+        obj = json.loads(text)
+        if name == "summary.json":
+            return {k: obj[k] for k in ("summary", "runs", "config")}
+        return {k: v for k, v in obj.items() if k != "provenance"}
+    return [ln for ln in text.splitlines() if not ln.startswith("Made by metaal")]
+
+
+def _temporaries(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*") if p.is_file() and ".tmp" in p.name]
+
+
+def kill_resume_results(work: Path, command: str, args: list[str], kills: int = 4, final_kills: int = 2, seed: int = 0,
+                        mode: str = "subprocess", span: float = 0.1, final_span: float = 0.3,
+                        launcher: Launcher | None = None, tag: str = "") -> dict:
+    """Kill/resume a command that writes a results directory (transfer-eval, benchmark).
+
+    First ``kills`` kills while the runs are being made (after a new run file, as the other commands); then
+    ``final_kills`` reruns of the finished directory killed while they rewrite the final files: each is killed
+    0..``final_span`` s after its first temporary file appears (or a final file changes), so the kill lands in
+    the writing of curves.csv, the plots, report.md, summary.json or the benchmark files.  After every run each
+    final file present must be complete and equal the reference's (provenance aside), each run file equal the
+    reference's and never be rewritten."""
     launcher = launcher or Launcher(mode)
-    args = ["transfer-eval", *EVAL_ARGS, *extra]
-    tag = "".join(a.strip("-").replace("-", "_") for a in extra)
-    ref_path, path = work / f"eval_ref{tag}", work / f"eval_killed{tag}"
+    name = command + tag
+    ref_path, path = work / f"{name}_ref", work / f"{name}_killed"
     t0 = time.monotonic()
     launcher.run([*args, "--out", str(ref_path)])
     ref_seconds = round(time.monotonic() - t0, 1)
     ref_runs = {p.relative_to(ref_path): json.loads(p.read_text()) for p in (ref_path / "runs").rglob("*.json")}
-    ref_summary = json.loads((ref_path / "summary.json").read_text())
+    ref_final = {n: _comparable(n, p) for n, p in _final_files(ref_path).items()}
     first_seen: dict[Path, int] = {}
     mismatches: list[str] = []
 
@@ -358,27 +399,86 @@ def kill_resume_eval(work: Path, kills: int = 4, seed: int = 0, mode: str = "sub
     def check(killed: bool) -> dict:
         for p in runs_now():
             rel = p.relative_to(path)
-            if json.loads(p.read_text()) != ref_runs.get(rel):
-                mismatches.append(f"{rel} differs from the reference")
+            try:
+                same = json.loads(p.read_text()) == ref_runs.get(rel)
+            except ValueError:
+                same = False
+            if not same:
+                mismatches.append(f"{rel} differs from the reference (or does not parse)")
             mtime = p.stat().st_mtime_ns
             if first_seen.setdefault(rel, mtime) != mtime:
                 mismatches.append(f"{rel} was rewritten by a rerun")
-        summary = path / "summary.json"
-        if summary.exists() and json.loads(summary.read_text())["summary"] != ref_summary["summary"]:
-            mismatches.append("an early summary.json differs from the reference")
+        for n, p in _final_files(path).items():
+            try:
+                got = _comparable(n, p)
+            except ValueError:
+                got = "does not parse"
+            if got != ref_final.get(n):
+                mismatches.append(f"{n} is not the reference's ({'killed run' if killed else 'finished run'})")
         return {}
 
-    stats = kill_loop(launcher, [*args, "--out", str(path)], kills, random.Random(seed + 2), lambda: len(runs_now()),
+    cmd = [*args, "--out", str(path)]
+    stats = kill_loop(launcher, cmd, kills, random.Random(seed + 2), lambda: len(runs_now()),
                       check, span, done=lambda: len(runs_now()) >= len(ref_runs))
     check(False)
-    final = json.loads((path / "summary.json").read_text())
-    for key in ("summary", "runs"):
-        if final[key] != ref_summary[key]:
-            mismatches.append(f"final summary.json: {key} differs")
+    # the finished directory, rerun and killed while it rewrites the final files
+    rng = random.Random(seed + 3)
+    final = {"final_runs": 0, "final_kills": 0, "final_kills_during_writing": 0}
+    while final["final_kills"] < final_kills and final["final_runs"] < 4 * final_kills + 4:
+        before = {n: p.stat().st_mtime_ns for n, p in _final_files(path).items()}
+        h = launcher.start(cmd)
+        final["final_runs"] += 1
+        writing = False
+        while h.poll() is None:
+            now = {n: p.stat().st_mtime_ns for n, p in _final_files(path).items() if p.exists()}
+            if _temporaries(path) or now != before:
+                writing = True
+                break
+            time.sleep(0.001)
+        if writing:
+            deadline = time.monotonic() + rng.uniform(0.0, final_span)
+            while h.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+        killed = h.poll() is None
+        if killed:
+            h.kill()
+            final["final_kills"] += 1
+            final["final_kills_during_writing"] += int(writing)
+        code = h.wait(600)
+        if not killed and code != 0:
+            raise RuntimeError(f"metaal {' '.join(cmd)} failed with {code}: {h.stderr()}")
+        check(killed)
+    launcher.run(cmd)
+    check(False)
+    if sorted(_final_files(path)) != sorted(ref_final):
+        mismatches.append(f"final files {sorted(_final_files(path))}, reference {sorted(ref_final)}")
     if len(runs_now()) != len(ref_runs):
         mismatches.append(f"{len(runs_now())} run files, reference {len(ref_runs)}")
-    return {"command": " ".join(["transfer-eval", *extra]), "reference_seconds": ref_seconds, **stats, "runs_compared": len(ref_runs), "mismatches": len(mismatches),
-            "mismatch_examples": mismatches[:10]}
+    left = _temporaries(path)
+    if left:
+        mismatches.append(f"temporary files left after the last run: {[p.name for p in left][:3]}")
+    return {"command": command, "reference_seconds": ref_seconds, **stats,
+            "runs": stats["runs"] + final["final_runs"] + 1, "kills": stats["kills"] + final["final_kills"],
+            "kills_during_runs": stats["kills"], **final, "runs_compared": len(ref_runs),
+            "final_files_compared": len(ref_final), "mismatches": len(mismatches), "mismatch_examples": mismatches[:10]}
+
+
+def kill_resume_eval(work: Path, kills: int = 4, seed: int = 0, mode: str = "subprocess", span: float = 0.1,
+                     launcher: Launcher | None = None, extra: tuple[str, ...] = (), final_kills: int = 2) -> dict:
+    """``extra``: more transfer-eval options for both the reference and the killed runs (e.g. ``--stack``)."""
+    tag = "".join(a.strip("-").replace("-", "_") for a in extra)
+    r = kill_resume_results(work, "transfer-eval", ["transfer-eval", *EVAL_ARGS, *extra], kills, final_kills, seed, mode,
+                            span, launcher=launcher, tag=tag)
+    r["command"] = " ".join(["transfer-eval", *extra])
+    return r
+
+
+def kill_resume_benchmark(work: Path, kills: int = 4, seed: int = 0, mode: str = "subprocess", span: float = 0.1,
+                          launcher: Launcher | None = None, final_kills: int = 2, args: list[str] | None = None) -> dict:
+    """metaal benchmark: transfer-eval's runs, then the across-task files (benchmark.json, benchmark.md,
+    cd_diagram.png).  ``args``: the benchmark's options (default: transfer-eval's here)."""
+    return kill_resume_results(work, "benchmark", ["benchmark", *(args or EVAL_ARGS)], kills, final_kills, seed, mode,
+                               span, launcher=launcher)
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -389,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill-kills", type=int, default=10, help="SIGKILLs of metaal distill (default 10)")
     ap.add_argument("--distill-steps", type=int, default=6000)
     ap.add_argument("--eval-kills", type=int, default=4, help="SIGKILLs of metaal transfer-eval (default 4)")
+    ap.add_argument("--bench-kills", type=int, default=4, help="SIGKILLs of metaal benchmark during its runs (default 4)")
+    ap.add_argument("--final-kills", type=int, default=3,
+                    help="SIGKILLs of transfer-eval and of benchmark while they write their final files (default 3 each)")
     ap.add_argument("--span", type=float, default=None, help="seconds after progress within which to kill "
                     "(default 0.3 fork, 0.6 subprocess)")
     ap.add_argument("--seed", type=int, default=0)
@@ -410,10 +513,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(kill_resume_distill(work, Path(g["reference"]), a.distill_kills, a.distill_steps, a.seed,
                                                span=span, launcher=launcher))
             _print(results[-1])
-        if a.eval_kills:
+        if a.eval_kills or a.final_kills:
             for extra in ((), ("--stack",)):  # the one-run-at-a-time loop and lockstep runs
-                results.append(kill_resume_eval(work, a.eval_kills, a.seed, span=span / 3, launcher=launcher, extra=extra))
+                results.append(kill_resume_eval(work, a.eval_kills, a.seed, span=span / 3, launcher=launcher, extra=extra,
+                                                final_kills=a.final_kills))
                 _print(results[-1])
+        if a.bench_kills or a.final_kills:
+            results.append(kill_resume_benchmark(work, a.bench_kills, a.seed, span=span / 3, launcher=launcher,
+                                                 final_kills=a.final_kills))
+            _print(results[-1])
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)

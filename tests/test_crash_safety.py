@@ -79,6 +79,20 @@ def test_stacked_transfer_eval_resumes_after_sigkill(generated, launcher):
     assert r["kills"] >= 1 and r["mismatches"] == 0, r
 
 
+def test_benchmark_killed_during_runs_and_while_writing_its_final_files(generated, launcher):
+    """Kills while the runs are made, then reruns of the finished directory killed while they rewrite summary.json,
+    curves.csv, report.md, the plots and the benchmark files: every file present is always complete and equal to
+    the uninterrupted run's, and no temporary file survives."""
+    work, _ = generated
+    args = ["--tasks", "sklearn:iris,sklearn:wine", "--strategies", "random,margin", "--seeds", "2", "--initial", "6",
+            "--budget", "12", "--query-size", "6", "--epochs-steps", "5", "--quiet"]
+    r = kr.kill_resume_benchmark(work, kills=1, seed=0, span=0.1, launcher=launcher, final_kills=2, args=args)
+    assert r["mismatches"] == 0, r["mismatch_examples"]
+    assert r["final_kills"] == 2 and r["final_kills_during_writing"] >= 1, r
+    # summary.json, curves.csv, report.md, a plot per task, benchmark.json, benchmark.md, cd_diagram.png
+    assert r["final_files_compared"] == 8
+
+
 # ------------------------------------------------------------------------------------------ distill checkpoints
 @pytest.fixture(scope="module")
 def toy():
