@@ -12,7 +12,7 @@ tuning sets, not the levers.
 
     python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_draws \\
         --arms margin-pool-5-per-class-count-with-initial-3-episodes,per-class-initial-3-source-val-35
-    # the README's ten held-out synthetic tasks, reported as their mean
+    # the ten held-out synthetic tasks of docs/research-log.md, reported as their mean
     python scripts/heldout_draws.py --study-out runs/study --out runs/heldout_wide --arms … --seeds 5 --pool-tasks \\
         --tasks synthetic:seed=9101,…,synthetic:seed=9110 --baselines-from runs/synthetic_heldout
 """
