@@ -373,6 +373,10 @@ def check_generate(config: GenerateConfig, out: str | None, *, workers: int | No
     if out is not None:
         with problems.check():
             check_output_dir(out, "trajectory store")
+            if config_ok:  # an existing store must be a metaal store made with these settings (or --overwrite)
+                from metaal.store import check_writer_target
+
+                check_writer_target(out, store_attrs(config), overwrite=overwrite)
 
     def candidates_fit(spec, task):
         if config.candidates > len(task.pool) - config.loop.initial:

@@ -57,6 +57,19 @@ def test_generate_reports_every_problem_together(tmp_path):
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_generate_checks_an_existing_store_with_the_other_inputs(tmp_path):
+    """A store made with other settings is one of the problems, reported before anything is opened for writing."""
+    store = make_store(tmp_path / "s.zarr", 1)
+    files = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    r = invoke("generate", "--tasks", "sklearn:iris,keel:nosuch", "--candidates", "4", "--initial", "4", "--budget", "8",
+               "--query-size", "4", "--oracle-steps", "3", "--epochs-steps", "5", "--episodes", "2", "--quiet",
+               "--out", store)
+    assert r.exit_code == 2, r.output
+    lines = _lines(r.output)
+    assert len(lines) == 2 and "was created with a different" in lines[0] and "keel:nosuch" in lines[1], r.output
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == files
+
+
 def test_run_checks_the_evaluation_before_generating(tmp_path):
     """A bad target and a bad strategy of the last stage stop `metaal run` before its first episode."""
     cfg = tmp_path / "study.toml"

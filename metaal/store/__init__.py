@@ -3,6 +3,7 @@
 from metaal.store.records import EPISODE_FIELDS, FORMAT, FORMAT_VERSION, STEP_ARRAYS, EpisodeRecord, Trajectories
 from metaal.store.zarr_store import (
     TrajectoryWriter,
+    check_writer_target,
     fingerprint,
     open_writer,
     read_trajectories,
@@ -18,6 +19,7 @@ __all__ = [
     "EpisodeRecord",
     "TrajectoryWriter",
     "Trajectories",
+    "check_writer_target",
     "fingerprint",
     "open_writer",
     "read_trajectories",

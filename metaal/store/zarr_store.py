@@ -424,6 +424,33 @@ def _create_root(path: Path, attrs: dict) -> None:
         raise MetaalError(f"cannot create trajectory store {path}: {e}") from e
 
 
+def check_writer_target(path, attrs: dict, overwrite: bool = False) -> str:
+    """Whether a writer with store ``attrs`` may open ``path``, writing nothing (generate checks it with its
+    other inputs; open_writer again when it opens): "new" (absent or empty), "resume" (a metaal store with
+    the same identity) or "overwrite" (a metaal store to delete first); a MetaalError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        return "new"
+    if not path.is_dir():
+        raise MetaalError(f"{path} exists and is not a metaal trajectory store (not a directory)")
+    # zarr writes every file as <name>.<uuid>.partial and renames it: a run killed while creating the
+    # root leaves only such a file (no zarr.json), which is still an empty store, not a foreign folder.
+    # The leftover is not deleted here: another writer may be creating the root at this moment.
+    if all(p.name.endswith(".partial") for p in path.iterdir()):
+        return "new"
+    if overwrite:
+        meta = _read_root_meta(path)
+        if meta is None or (meta.get("attributes") or {}).get("format") != FORMAT:
+            raise MetaalError(f"{path} exists and is not a metaal trajectory store; refusing to overwrite it")
+        return "overwrite"
+    full = _jsonable({**attrs, "format": FORMAT, "format_version": FORMAT_VERSION})
+    diff = _identity_diff(_load_root_attrs(path), full)
+    if diff:
+        raise MetaalError(f"trajectory store {path} was created with a different {', '.join(diff)}; "
+                          "use another path or overwrite it")
+    return "resume"
+
+
 def open_writer(path, attrs: dict, shard: str | None = None, overwrite: bool = False) -> TrajectoryWriter:
     """Open (create or resume) a store for appending episodes.
 
@@ -441,31 +468,11 @@ def open_writer(path, attrs: dict, shard: str | None = None, overwrite: bool = F
         raise MetaalError(f"invalid shard name {shard!r}: use letters, digits, '_', '-', '.' (not {ROOT_NAME!r})")
     full = _jsonable({**attrs, "format": FORMAT, "format_version": FORMAT_VERSION})
 
-    if path.exists():
-        if not path.is_dir():
-            raise MetaalError(f"{path} exists and is not a metaal trajectory store (not a directory)")
-        # zarr writes every file as <name>.<uuid>.partial and renames it: a run killed while creating the
-        # root leaves only such a file (no zarr.json), which is still an empty store, not a foreign folder.
-        # The leftover is not deleted here: another writer may be creating the root at this moment.
-        empty = all(p.name.endswith(".partial") for p in path.iterdir())
-        if not empty:
-            meta = _read_root_meta(path)
-            is_metaal = meta is not None and (meta.get("attributes") or {}).get("format") == FORMAT
-            if overwrite:
-                if not is_metaal:
-                    raise MetaalError(f"{path} exists and is not a metaal trajectory store; refusing to overwrite it")
-                try:
-                    shutil.rmtree(path)
-                except OSError as e:
-                    raise MetaalError(f"cannot overwrite trajectory store {path}: {e}") from e
-            else:
-                existing = _load_root_attrs(path)
-                diff = _identity_diff(existing, full)
-                if diff:
-                    raise MetaalError(
-                        f"trajectory store {path} was created with a different {', '.join(diff)}; "
-                        "use another path or overwrite it"
-                    )
+    if check_writer_target(path, attrs, overwrite) == "overwrite":
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            raise MetaalError(f"cannot overwrite trajectory store {path}: {e}") from e
     _create_root(path, full)
     existing = _load_root_attrs(path)  # verify: another process may have won the creation race
     diff = _identity_diff(existing, full)
