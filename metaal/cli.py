@@ -502,7 +502,12 @@ def run_cmd(quick, config_file, threads, out, quiet):
     rep = results.get("policy_report") or {}
     if rep.get("mean_rank"):
         click.echo("\nmean rank (1 = best): " + ", ".join(f"{s} {r:.2f}" for s, r in sorted(rep["mean_rank"].items(), key=lambda kv: kv[1])))
-    click.echo(f"\nreport: {os.path.join(out, 'results', 'report.md')}  plots: {os.path.join(out, 'results', 'curve_*.png')}")
+    if results.get("benchmark"):
+        from metaal.bench_report import format_benchmark
+
+        click.echo("\nacross tasks:\n" + format_benchmark(results["benchmark"]))
+    click.echo(f"\nreport: {os.path.join(out, 'results', 'report.md')}  plots: {os.path.join(out, 'results', 'curve_*.png')}  "
+               f"across tasks: {os.path.join(out, 'results', 'benchmark.md')}")
 
 
 @cli.command("select")

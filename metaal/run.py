@@ -17,13 +17,40 @@ from metaal.evaluate import EvalConfig
 from metaal.generate import GenerateConfig
 from metaal.learners import LearnerConfig
 from metaal.loop import LoopConfig
+from metaal.tasks.dataset import SplitConfig
 
 # Sources and targets never overlap: the policy is reported only on tasks it never saw.  Real sets
 # as the only sources were the best choice on the tuning tasks of scripts/study.py (docs/results.md):
 # the synthetic generator's noisy tasks teach the expert to prefer confident points.
-DEFAULT_SOURCES = ["sklearn:wine", "sklearn:iris"]
-DEFAULT_TARGETS = ["sklearn:digits", "sklearn:breast_cancer"]
+EMBEDDED_SOURCES = ["sklearn:wine", "sklearn:iris"]
+EMBEDDED_TARGETS = ["sklearn:digits", "sklearn:breast_cancer"]
 BASELINES = ["random", "margin", "entropy", "least_confidence", "bald", "coreset", "badge"]
+# The study on the committed task split (metaal/tasks/splits.toml), chosen by the written rule of
+# metaal.tasks.subsets.study_order (one task per twin unit, a seeded order dealt round-robin over the split's
+# strata; never by any held-out result), tests/test_run_split.py recomputes both lists:
+# - sources: the first 8 of the `sources` group's KEEL tasks that fit generation (pool >= initial + budget = 70,
+#   smallest class >= 5, the split's source fit): study_order(splits, "sources", prefix="keel:", min_pool=70,
+#   min_class=5);
+# - targets: sklearn:digits and sklearn:breast_cancer, then the next 4 of the `heldout` group:
+#   study_order(splits, "heldout", first=[digits, breast_cancer], min_pool=160, min_class=10).
+# How many (8 and 6) and the pool caps are the time budget's choice (metaal run <= 15 minutes on 2 cores,
+# --quick <= 2; docs/run-study.md has the measured times); the full study (scripts/configs/full-study.toml)
+# runs every source and every held-out task over k folds.
+SPLIT_SOURCES = ["keel:led7digit", "keel:vehicle0", "keel:satimage", "keel:kr-vs-k-zero_vs_fifteen", "keel:german",
+                 "keel:abalone-19_vs_10-11-12-13", "keel:mushroom", "keel:iris0"]
+SPLIT_TARGETS = ["sklearn:digits", "sklearn:breast_cancer", "keel:bands", "keel:letter", "keel:car-good", "keel:banana"]
+SOURCE_RULE = {"prefix": "keel:", "min_pool": 70, "min_class": 5}
+TARGET_RULE = {"first": ["sklearn:digits", "sklearn:breast_cancer"], "min_pool": 160, "min_class": 10}
+QUICK_SOURCES, QUICK_TARGETS = 4, 3  # --quick: the first of each list
+SPLIT_EPISODES, QUICK_EPISODES = 24, 4  # per store (the initial-10 one and the initial-3 one)
+SPLIT_SEEDS = 3
+# Pools above these are subsampled (stratified, per run seed: SplitConfig.max_pool); the big KEEL sets would
+# otherwise make coreset, BADGE and the policy's features over a 5000-item pool the study's bottleneck.
+SOURCE_MAX_POOL = 1000
+TARGET_MAX_POOL = 1000
+SPLIT_BASELINES = [*BASELINES, "typiclust", "probcover"]
+DEFAULT_SOURCES = EMBEDDED_SOURCES  # what `metaal run` runs without --config (default_study)
+DEFAULT_TARGETS = EMBEDDED_TARGETS
 # The batch oracle (each heuristic's batch retrained; the policy learns which kind of item wins when)
 # and the accuracy target were the best levers on the tuning tasks (docs/results.md).  K = 60 holds
 # the six proposers' batches of 10.  margin_pool = 5: the batches are drawn from the 50 smallest
@@ -56,6 +83,10 @@ class Study:
     # the sources are also run from these initial labelled-set sizes, each into its own store
     # (DIR/store-initial-<n>.zarr), and every store is distilled together
     extra_initial: list[int] = field(default_factory=list)
+    # Cross-validation over tasks (the full study): one study per task fold k of the split, each in DIR/fold-<k>,
+    # generating on the `sources` tasks outside fold k and evaluated on the `heldout` tasks inside it; the
+    # statistics over tasks then pool every fold's targets.  None: one study on `sources` -> `targets`.
+    folds: list[int] | None = None
 
     def check(self) -> None:
         overlap = sorted(set(self.sources) & set(self.targets))
@@ -76,35 +107,66 @@ class Study:
             self.distill.validate()  # a bad [distill] table stops the run before generation, not after it
 
 
-def default_study(quick: bool = False) -> Study:
+def embedded_study(quick: bool = False) -> Study:
+    """The sessions 1-11 default: wine and iris -> digits and breast_cancer (scikit-learn's bundled sets only).
+    scripts/study.py's levers are measured against it (docs/results.md)."""
     learner = LearnerConfig()
     if quick:  # same code path, smaller everything (<= 2 minutes on 2 cores)
-        gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=4, candidates=60, loop=LoopConfig(10, 30, 10),
+        gen = GenerateConfig(tasks=list(EMBEDDED_SOURCES), episodes=4, candidates=60, loop=LoopConfig(10, 30, 10),
                              oracle=dict(ORACLE), learner=replace(learner, steps=50))
         dis = DistillConfig(algo="gain", target="accuracy", steps=300, batch_size=64, count_context="per-class")
-        ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=["random", "margin", "entropy", "oracle"], seeds=2,
+        ev = EvalConfig(tasks=list(EMBEDDED_TARGETS), strategies=["random", "margin", "entropy", "oracle"], seeds=2,
                         loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50), oracle=dict(ORACLE), policy_shortlist=0)
-        return Study(generate=gen, distill=dis, evaluate=ev, extra_initial=list(EXTRA_INITIAL))
-    gen = GenerateConfig(tasks=list(DEFAULT_SOURCES), episodes=24, candidates=60, loop=LoopConfig(10, 60, 10),
+        return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis,
+                     evaluate=ev, extra_initial=list(EXTRA_INITIAL))
+    gen = GenerateConfig(tasks=list(EMBEDDED_SOURCES), episodes=24, candidates=60, loop=LoopConfig(10, 60, 10),
                          oracle=dict(ORACLE), learner=learner)
     dis = DistillConfig(algo="gain", target="accuracy", steps=2000, batch_size=128, count_context="per-class")
-    ev = EvalConfig(tasks=list(DEFAULT_TARGETS), strategies=[*BASELINES, "oracle"], seeds=5, loop=LoopConfig(10, 150, 10),
+    ev = EvalConfig(tasks=list(EMBEDDED_TARGETS), strategies=[*BASELINES, "oracle"], seeds=5, loop=LoopConfig(10, 150, 10),
                     learner=learner, oracle=dict(ORACLE), policy_shortlist=0)
-    return Study(generate=gen, distill=dis, evaluate=ev, extra_initial=list(EXTRA_INITIAL))
+    return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis, evaluate=ev,
+                 extra_initial=list(EXTRA_INITIAL))
+
+
+def split_study(quick: bool = False) -> Study:
+    """The study on the committed task split: the embedded study's recipe (oracle, distillation, extra initial-3
+    store, loop) with KEEL sources and a held-out suite as targets, pools capped so that it fits its time budget."""
+    study = embedded_study(quick)
+    n_src, n_tgt = (QUICK_SOURCES, QUICK_TARGETS) if quick else (len(SPLIT_SOURCES), len(SPLIT_TARGETS))
+    sources, targets = SPLIT_SOURCES[:n_src], SPLIT_TARGETS[:n_tgt]
+    gen, ev = study.generate, study.evaluate
+    study.sources, study.targets = list(sources), list(targets)
+    study.generate = replace(gen, tasks=list(sources), split=replace(gen.split, max_pool=SOURCE_MAX_POOL),
+                             episodes=QUICK_EPISODES if quick else SPLIT_EPISODES)
+    study.evaluate = replace(ev, tasks=list(targets), split=replace(ev.split, max_pool=TARGET_MAX_POOL),
+                             seeds=ev.seeds if quick else SPLIT_SEEDS,
+                             strategies=ev.strategies if quick else [*SPLIT_BASELINES, "oracle"])
+    return study
+
+
+def default_study(quick: bool = False) -> Study:
+    """What `metaal run` runs without --config."""
+    return embedded_study(quick)
 
 
 _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
              "oracle_metric", "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "rollin",
-             "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial"}
+             "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial", "max_pool"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
-              "label_column", "oracle", "policy_candidates", "policy_shortlist", "policy_margin_prior"}
+              "label_column", "oracle", "policy_candidates", "policy_shortlist", "policy_margin_prior", "max_pool"}
 
 
 def study_from_file(path: str | None, quick: bool = False) -> Study:
-    """Defaults, then the TOML file: [run] sources/targets/workers, [generate], [distill], [evaluate]."""
+    """Defaults, then the TOML file: [run] sources/targets/workers/folds, [generate], [distill], [evaluate]."""
     study = default_study(quick)
     cfg = read_config(path)
-    run = section(cfg, "run", {"sources", "targets", "workers"}, path)
+    run = section(cfg, "run", {"sources", "targets", "workers", "folds"}, path)
+    if "folds" in run:
+        if "sources" in run or "targets" in run:
+            raise MetaalError(f"{path}: [run] folds takes the sources and targets from the task split; "
+                              "give either folds or sources/targets")
+        study.folds = _folds(run["folds"], path)
+        run["sources"], run["targets"] = fold_tasks(study.folds[0])
     study.sources = list(run.get("sources", study.sources))
     study.targets = list(run.get("targets", study.targets))
     study.workers = int(run.get("workers", study.workers))
@@ -126,6 +188,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         oracle=oracle,
         loop=_loop(gen.loop, g),
         learner=_learner(gen.learner, g),
+        split=_split(gen.split, g, "[generate] max_pool"),
         **{k: g[k] for k in ("episodes", "candidates", "rollin", "beta", "seed", "device", "data_root", "label_column") if k in g},
     )
     study.evaluate = replace(
@@ -133,6 +196,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         tasks=study.targets,
         loop=_loop(ev.loop, e),
         learner=_learner(ev.learner, e),
+        split=_split(ev.split, e, "[evaluate] max_pool"),
         **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle",
                              "policy_candidates", "policy_shortlist", "policy_margin_prior") if k in e},
     )
@@ -142,8 +206,47 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     return study
 
 
+def fold_tasks(k: int) -> tuple[list[str], list[str]]:
+    """Fold k of the committed split: (the `sources` tasks outside the fold, the `heldout` tasks inside it)."""
+    from metaal.tasks.splits import load_splits
+
+    splits = load_splits()
+    fold = set(splits.folds[k])
+    return ([t for t in splits.suite("sources") if t not in fold], [t for t in splits.suite("heldout") if t in fold])
+
+
+def fold_study(study: Study, k: int) -> Study:
+    """The study of fold k: the same settings, the fold's sources and targets."""
+    sources, targets = fold_tasks(k)
+    return replace(study, sources=sources, targets=targets, folds=None,
+                   generate=replace(study.generate, tasks=list(sources)),
+                   evaluate=replace(study.evaluate, tasks=list(targets)))
+
+
+def _folds(value, path) -> list[int]:
+    from metaal.tasks.splits import load_splits
+
+    k = len(load_splits().folds)
+    folds = list(range(k)) if value == "all" else value
+    if (not isinstance(folds, list) or not folds or len(set(folds)) < len(folds)
+            or not all(isinstance(f, int) and not isinstance(f, bool) and 0 <= f < k for f in folds)):
+        raise MetaalError(f"{path}: [run] folds must be \"all\" or a list of distinct fold numbers 0 .. {k - 1}, "
+                          f"got {value!r}")
+    return folds
+
+
 def _loop(loop: LoopConfig, values: dict) -> LoopConfig:
     return LoopConfig(values.get("initial", loop.initial), values.get("budget", loop.budget), values.get("query_size", loop.query_size))
+
+
+def _split(split: SplitConfig, values: dict, name: str) -> SplitConfig:
+    """``max_pool``: pools above it are subsampled, stratified, per run seed."""
+    if "max_pool" not in values:
+        return split
+    n = values["max_pool"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise MetaalError(f"{name} must be a whole number of at least 1, got {n!r}")
+    return replace(split, max_pool=n)
 
 
 def _learner(learner: LearnerConfig, values: dict) -> LearnerConfig:
@@ -174,9 +277,32 @@ def run_study(study: Study, out: str | Path, progress: bool = True, echo=print) 
     out = ensure_writable_dir(out, "run directory")
     lock = hold_lock(out / LOCK_FILE, f"run directory {out}")  # one study per directory
     try:
-        return _run_stages(study, out, progress, echo)
+        if study.folds is None:
+            return _run_stages(study, out, progress, echo)
+        return _run_folds(study, out, progress, echo)
     finally:
         lock.close()
+
+
+def _run_folds(study: Study, out: Path, progress: bool, echo) -> dict:
+    """Every fold's study in DIR/fold-<k>, then the statistics over all their targets in DIR/results."""
+    from metaal.io import ensure_writable_dir
+
+    merged: dict = {}
+    for k in study.folds:
+        sub = fold_study(study, k)
+        echo(f"fold {k} ({study.folds.index(k) + 1}/{len(study.folds)}): {len(sub.sources)} sources, "
+             f"{len(sub.targets)} held-out targets -> {out / f'fold-{k}'}")
+        res = _run_stages(sub, ensure_writable_dir(out / f"fold-{k}", "fold directory"), progress, echo, statistics=False)
+        if not merged:
+            merged = {**res, "runs": [], "summary": [], "config": {**res["config"], "tasks": []}}
+        for key in ("runs", "summary"):
+            merged[key] += res[key]
+        merged["config"]["tasks"] += res["config"]["tasks"]
+    results = ensure_writable_dir(out / "results", "results directory")
+    merged["benchmark"] = across_tasks(results, merged)
+    merged.pop("policy_report", None)  # one per fold: DIR/fold-<k>/results/report.md
+    return merged
 
 
 LOCK_FILE = ".metaal.lock"  # in the study directory: held by the running `metaal run` (metaal.io.hold_lock)
@@ -192,6 +318,13 @@ def check_study(study: Study, out: str | Path) -> None:
     from metaal.generate import check_generate
     from metaal.io import check_output_dir
 
+    if study.folds is not None:  # every fold's study, before the first fold's first episode
+        problems = Problems()
+        for k in study.folds:
+            with problems.check():
+                check_study(fold_study(study, k), Path(out) / f"fold-{k}")
+        problems.raise_any()
+        return
     problems = Problems()
     with problems.check():
         study.check()
@@ -215,7 +348,7 @@ def check_study(study: Study, out: str | Path) -> None:
     problems.raise_any()
 
 
-def _run_stages(study: Study, out: Path, progress: bool, echo) -> dict:
+def _run_stages(study: Study, out: Path, progress: bool, echo, statistics: bool = True) -> dict:
     from metaal.distill import distill
     from metaal.evaluate import transfer_eval
     from metaal.store import fingerprint
@@ -234,7 +367,19 @@ def _run_stages(study: Study, out: Path, progress: bool, echo) -> dict:
             echo(validation_table(meta["validation"]))
     study.evaluate = replace(study.evaluate, policy=str(policy))
     echo(f"[3/3] transfer-eval on held-out {', '.join(study.targets)} ({study.evaluate.seeds} seeds) -> {results}")
-    return transfer_eval(study.evaluate, results, progress=progress, workers=study.workers)
+    evaluated = transfer_eval(study.evaluate, results, progress=progress, workers=study.workers)
+    if statistics:
+        evaluated["benchmark"] = across_tasks(results, evaluated)
+    return evaluated
+
+
+def across_tasks(results_dir: Path, results: dict) -> dict:
+    """`metaal benchmark`'s statistics over the study's targets (benchmark.json, benchmark.md, cd_diagram.png in
+    the results directory), the policy as the reference."""
+    from metaal.bench_report import default_reference, write_benchmark
+
+    strategies = list(dict.fromkeys(r["strategy"] for r in results["runs"]))
+    return write_benchmark(Path(results_dir), results, default_reference(strategies))
 
 
 def _same_policy(policy: Path, store_fps: list[str], cfg: DistillConfig) -> bool:
