@@ -240,13 +240,14 @@ def _loop(loop: LoopConfig, values: dict) -> LoopConfig:
 
 
 def _split(split: SplitConfig, values: dict, name: str) -> SplitConfig:
-    """``max_pool``: pools above it are subsampled, stratified, per run seed."""
+    """``max_pool``: pools above it are subsampled, stratified, per run seed; 0: no cap but the loader's own
+    (keel: 5000), as before the default study had caps."""
     if "max_pool" not in values:
         return split
     n = values["max_pool"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise MetaalError(f"{name} must be a whole number of at least 1, got {n!r}")
-    return replace(split, max_pool=n)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise MetaalError(f"{name} must be a whole number (0: no cap), got {n!r}")
+    return replace(split, max_pool=n or None)
 
 
 def _learner(learner: LearnerConfig, values: dict) -> LearnerConfig:

@@ -95,11 +95,11 @@ def run_heldout(policy_dir: Path, out: Path, baselines_from: Path | None = None,
     itself skips finished runs and redoes copied ones whose identity does not match."""
     from metaal.evaluate import EvalConfig, transfer_eval
     from metaal.loop import LoopConfig
-    from metaal.run import DEFAULT_TARGETS
+    from metaal.run import EMBEDDED_TARGETS
 
     if baselines_from is not None:
         _copy_baselines(baselines_from, out)
-    config = EvalConfig(tasks=list(tasks or DEFAULT_TARGETS), strategies=["random", "margin"], seeds=seeds, seed=0,
+    config = EvalConfig(tasks=list(tasks or EMBEDDED_TARGETS), strategies=["random", "margin"], seeds=seeds, seed=0,
                         loop=LoopConfig(10, HELDOUT_BUDGET, 10), policy=str(policy_dir))
     transfer_eval(config, out, progress=False, workers=workers)
 
@@ -122,14 +122,14 @@ def main():
     from scipy import stats
 
     from metaal.evaluate import run_path
-    from metaal.run import DEFAULT_TARGETS
+    from metaal.run import EMBEDDED_TARGETS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study-out", required=True, help="study.py's --out, where the arms' variants were run")
     ap.add_argument("--out", required=True, help="one transfer-eval directory per policy is kept here")
     ap.add_argument("--arms", required=True, help="comma list of arms; the first is the reference")
     ap.add_argument("--baselines-from", default=None, help="a transfer-eval directory with finished random and margin runs")
-    ap.add_argument("--tasks", default=",".join(DEFAULT_TARGETS), help="comma list of held-out tasks")
+    ap.add_argument("--tasks", default=",".join(EMBEDDED_TARGETS), help="comma list of held-out tasks")
     ap.add_argument("--seeds", type=int, default=HELDOUT_SEEDS, help="evaluation seeds 0..N-1")
     ap.add_argument("--distill-seeds", default="0,1,2", help="the distillation seeds each draw has (session 15: 0)")
     ap.add_argument("--workers", type=int, default=2, help="processes for each policy's transfer-eval (same runs)")

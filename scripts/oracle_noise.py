@@ -26,11 +26,11 @@ def oracle_noise(tasks: list[str], seeds: int = 4, rounds: int = 4, repeats: int
     from metaal.loop import LoopConfig, new_state
     from metaal.oracle.batch import REPEAT_SEED_STRIDE, batch_gains
     from metaal.oracle.lookahead import expert_key
-    from metaal.run import default_study
+    from metaal.run import embedded_study
     from metaal.tasks import load_task
 
     torch.set_num_threads(1)
-    gen = default_study().generate
+    gen = embedded_study().generate
     learner = gen.learner if train_steps is None else replace(gen.learner, steps=train_steps)
     size, pool = gen.loop.query_size, int(gen.oracle.get("margin_pool", 0))
     same: dict[int, list[bool]] = {}

@@ -102,9 +102,9 @@ REAL = ["sklearn:wine", "sklearn:iris"]
 def base_study():
     """What every variant changes: the first default study (finetune oracle, K = 32, synthetic and
     real sources, loss target), pinned here so the table stays comparable as `metaal run` moves on."""
-    from metaal.run import default_study
+    from metaal.run import embedded_study
 
-    study = default_study()
+    study = embedded_study()
     study.sources = ["synthetic", *REAL]
     study.generate = replace(study.generate, candidates=32, oracle={})
     study.distill = replace(study.distill, target="loss", drop_features=[], count_context="raw")

@@ -181,13 +181,13 @@ def test_policy_shortlist_batches_are_diverse_and_distinct(quick_run):
     assert np.array_equal(diverse, load_policy(out / "policy", shortlist=3).select(state, 5))
 
 
-def test_shipped_configs_parse_and_the_embedded_default_is_the_default_study():
+def test_shipped_configs_parse_and_the_embedded_default_is_the_embedded_study():
     from pathlib import Path
 
-    from metaal.run import default_study, study_from_file
+    from metaal.run import embedded_study, study_from_file
 
     root = Path(__file__).resolve().parents[1] / "scripts" / "configs"
-    written, default = study_from_file(str(root / "embedded_default.toml")), default_study()
+    written, default = study_from_file(str(root / "embedded_default.toml")), embedded_study()
     for part in ("sources", "targets", "workers", "generate", "distill", "evaluate", "extra_initial"):
         assert getattr(written, part) == getattr(default, part), part
     image = study_from_file(str(root / "image_study.toml"))

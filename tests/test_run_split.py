@@ -105,6 +105,8 @@ def test_study_file_pool_caps_and_folds(tmp_path):
 
     study = study_from_file(_write(tmp_path, "[generate]\nmax_pool = 300\n[evaluate]\nmax_pool = 500\n"))
     assert (study.generate.split.max_pool, study.evaluate.split.max_pool) == (300, 500)
+    study = study_from_file(_write(tmp_path, "[generate]\nmax_pool = 0\n[evaluate]\nmax_pool = 0\n"))
+    assert (study.generate.split.max_pool, study.evaluate.split.max_pool) == (None, None)
     study = study_from_file(_write(tmp_path, '[run]\nfolds = "all"\n'))
     splits = load_splits()
     assert study.folds == list(range(len(splits.folds)))
@@ -117,8 +119,8 @@ def test_study_file_pool_caps_and_folds(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[generate]\nmax_pool = 0\n", "max_pool must be a whole number of at least 1"),
-    ('[evaluate]\nmax_pool = "big"\n', "max_pool must be a whole number of at least 1"),
+    ("[generate]\nmax_pool = -1\n", "max_pool must be a whole number (0: no cap)"),
+    ('[evaluate]\nmax_pool = "big"\n', "max_pool must be a whole number (0: no cap)"),
     ("[run]\nfolds = [0, 9]\n", "folds must be"),
     ("[run]\nfolds = [0, 0]\n", "folds must be"),
     ('[run]\nfolds = "all"\nsources = ["sklearn:iris"]\n', "give either folds or sources/targets"),
@@ -172,3 +174,31 @@ def test_folded_study_runs_each_fold_and_pools_the_statistics(tmp_path, monkeypa
     assert bench["reference"] == "policy" and set(bench["mean_rank"]) == {"policy", "random", "margin", "entropy"}
     assert (out / "results" / "cd_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "across tasks:" in r.output and "mean rank over tasks" in r.output and "Friedman p" in r.output
+
+
+def test_the_written_out_split_study_is_split_study():
+    from pathlib import Path
+
+    from metaal.run import split_study, study_from_file
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "split_default.toml"
+    written, study = study_from_file(str(path)), split_study()
+    for part in ("sources", "targets", "workers", "generate", "distill", "evaluate", "extra_initial", "folds"):
+        assert getattr(written, part) == getattr(study, part), part
+
+
+def test_the_full_study_config_runs_every_fold_and_held_out_task_with_10_seeds():
+    from pathlib import Path
+
+    from metaal.run import fold_study, study_from_file
+    from metaal.tasks.splits import load_splits
+
+    study = study_from_file(str(Path(__file__).resolve().parents[1] / "scripts" / "configs" / "full-study.toml"))
+    splits = load_splits()
+    assert study.folds == list(range(len(splits.folds))) and study.evaluate.seeds >= 10
+    folds = [fold_study(study, k) for k in study.folds]
+    assert sorted(t for f in folds for t in f.targets) == sorted(splits.suite("heldout"))
+    for f in folds:
+        f.check()  # no source is a target's twin
+        assert f.generate.tasks == f.sources and f.evaluate.tasks == f.targets
+    assert {"typiclust", "probcover", "oracle"} <= set(study.evaluate.strategies)

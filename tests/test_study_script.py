@@ -15,12 +15,12 @@ def study():
 
 
 def test_every_variant_builds_a_valid_study_on_every_tuning_set(study):
-    from metaal.run import DEFAULT_TARGETS
+    from metaal.run import EMBEDDED_TARGETS, SPLIT_TARGETS
 
     sets = [study.TUNING_TARGETS, study.SECOND_TUNING_TARGETS, study.MANY_CLASS_TUNING_TARGETS,
             study.SPIKY_TUNING_TARGETS, study.REAL_TUNING_TARGETS]
     assert sum(map(len, sets)) == len(set().union(*sets))  # disjoint
-    assert not set(DEFAULT_TARGETS) & set().union(*sets)
+    assert not (set(EMBEDDED_TARGETS) | set(SPLIT_TARGETS)) & set().union(*sets)
     assert not set(study.R_SOURCES) & set(study.REAL_TUNING_TARGETS)
     assert [t for _, (t, _) in study.EXTRA_SETS.items()] == sets[1:]
     for name, change in study.variants().items():
@@ -139,13 +139,14 @@ def test_spiky_cells_are_paired_against_the_session_6_default_in_their_own_table
     assert f"| {new} | 1 | 2 | 0.6200 | +0.0100 [" in two_sets  # the spiky cells stay out of the other sets' table
 
 
-def test_the_session_6_row_is_what_metaal_run_runs(study):
-    """The variant the default was chosen from builds to `metaal run`'s own generate, distill and extra
-    stores (run through the same run_study), so its table rows describe the shipped default."""
-    from metaal.run import default_study
+def test_the_session_6_row_is_what_the_embedded_study_runs(study):
+    """The variant the default recipe was chosen from builds to the embedded study's own generate, distill and
+    extra stores (run through the same run_study), so its table rows describe that recipe (`metaal run`'s default
+    study on the task split keeps it and changes only the tasks: tests/test_run_split.py)."""
+    from metaal.run import embedded_study
 
     built = study.build("v", study.variants()["margin-pool-5-per-class-count-with-initial-3-episodes"], None, 3)
-    default = default_study()
+    default = embedded_study()
     assert (built.sources, built.generate, built.distill, built.extra_initial) == (
         default.sources, default.generate, default.distill, default.extra_initial)
     assert study.base_study().extra_initial == []  # every other row runs one store
