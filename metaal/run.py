@@ -87,6 +87,10 @@ class Study:
     # generating on the `sources` tasks outside fold k and evaluated on the `heldout` tasks inside it; the
     # statistics over tasks then pool every fold's targets.  None: one study on `sources` -> `targets`.
     folds: list[int] | None = None
+    # "ray": every episode and every evaluation run is a Ray task on the cluster at ``address`` (None: a local
+    # Ray instance); ``workers`` then bounds the generation lanes only.  Same episodes and runs as local.
+    backend: str = "local"
+    address: str | None = None
 
     def check(self) -> None:
         overlap = sorted(set(self.sources) & set(self.targets))
@@ -103,6 +107,8 @@ class Study:
                 or initial in self.extra_initial:
             raise MetaalError(f"extra_initial {self.extra_initial}: need distinct sizes of at least 1, other than "
                               f"initial ({initial})")
+        if self.backend not in ("local", "ray"):
+            raise MetaalError(f"[run] backend must be \"local\" or \"ray\", got {self.backend!r}")
         if self.distill is not None:
             self.distill.validate()  # a bad [distill] table stops the run before generation, not after it
 
@@ -160,7 +166,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     """Defaults, then the TOML file: [run] sources/targets/workers/folds, [generate], [distill], [evaluate]."""
     study = default_study(quick)
     cfg = read_config(path)
-    run = section(cfg, "run", {"sources", "targets", "workers", "folds"}, path)
+    run = section(cfg, "run", {"sources", "targets", "workers", "folds", "backend", "address"}, path)
     if "folds" in run:
         if "sources" in run or "targets" in run:
             raise MetaalError(f"{path}: [run] folds takes the sources and targets from the task split; "
@@ -170,6 +176,8 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     study.sources = list(run.get("sources", study.sources))
     study.targets = list(run.get("targets", study.targets))
     study.workers = int(run.get("workers", study.workers))
+    study.backend = run.get("backend", study.backend)
+    study.address = run.get("address", study.address)
     g = section(cfg, "generate", _GEN_KEYS, path)
     e = section(cfg, "evaluate", _EVAL_KEYS, path)
     d = section(cfg, "distill", DISTILL_KEYS, path)
@@ -262,12 +270,24 @@ def generate_stores(study: Study, out: Path, progress: bool = True, echo=print) 
     gen = study.generate
     stores = [out / "store.zarr"]
     echo(f"[1/3] generate: {gen.episodes} expert episodes on {', '.join(study.sources)} -> {stores[0]}")
-    generate(gen, str(stores[0]), workers=study.workers, progress=progress)
+    generate(gen, str(stores[0]), progress=progress, **_gen_backend(study))
     for n in study.extra_initial:
         stores.append(out / f"store-initial-{n}.zarr")
         echo(f"      and {gen.episodes} more starting from {n} labels instead of {gen.loop.initial} -> {stores[-1]}")
-        generate(replace(gen, loop=replace(gen.loop, initial=n)), str(stores[-1]), workers=study.workers, progress=progress)
+        generate(replace(gen, loop=replace(gen.loop, initial=n)), str(stores[-1]), progress=progress, **_gen_backend(study))
     return stores
+
+
+def _gen_backend(study: Study) -> dict:
+    """generate's process options: local worker processes, or Ray tasks (workers then bound the lanes)."""
+    return {"workers": study.workers, "backend": study.backend, "address": study.address}
+
+
+def _eval_backend(study: Study) -> dict:
+    """transfer-eval's: local worker processes, or one Ray task per run."""
+    if study.backend == "ray":
+        return {"backend": "ray", "address": study.address}
+    return {"workers": study.workers}
 
 
 def run_study(study: Study, out: str | Path, progress: bool = True, echo=print) -> dict:
@@ -339,13 +359,13 @@ def check_study(study: Study, out: str | Path) -> None:
 
     gen = study.generate
     with problems.check():
-        check_generate(gen, inside("store.zarr"), workers=study.workers)
+        check_generate(gen, inside("store.zarr"), **_gen_backend(study))
     for n in study.extra_initial:
         with problems.check():
             check_generate(replace(gen, loop=replace(gen.loop, initial=n)), inside(f"store-initial-{n}.zarr"),
-                           workers=study.workers)
+                           **_gen_backend(study))
     with problems.check():
-        check_eval(study.evaluate, inside("results"), workers=study.workers)
+        check_eval(study.evaluate, inside("results"), **_eval_backend(study))
     problems.raise_any()
 
 
@@ -368,7 +388,7 @@ def _run_stages(study: Study, out: Path, progress: bool, echo, statistics: bool 
             echo(validation_table(meta["validation"]))
     study.evaluate = replace(study.evaluate, policy=str(policy))
     echo(f"[3/3] transfer-eval on held-out {', '.join(study.targets)} ({study.evaluate.seeds} seeds) -> {results}")
-    evaluated = transfer_eval(study.evaluate, results, progress=progress, workers=study.workers)
+    evaluated = transfer_eval(study.evaluate, results, progress=progress, **_eval_backend(study))
     if statistics:
         evaluated["benchmark"] = across_tasks(results, evaluated)
     return evaluated

@@ -176,3 +176,22 @@ def test_benchmark_on_ray_writes_the_local_benchmark(ray_local, tmp_path):
         assert r.exit_code == 0, r.output
     assert (json.loads((local / "benchmark.json").read_text())
             == json.loads((on_ray / "benchmark.json").read_text()))
+
+
+def test_metaal_run_on_ray_makes_the_local_study(ray_local, tmp_path):
+    """[run] backend = "ray": the episodes and the evaluation runs are Ray tasks; same store, policy and numbers."""
+    study = ('[run]\nsources = ["sklearn:iris"]\ntargets = ["sklearn:wine", "sklearn:breast_cancer"]\nworkers = 1\n'
+             '[generate]\nepisodes = 2\ncandidates = 24\ninitial = 4\nbudget = 8\nquery_size = 4\ntrain_steps = 5\n'
+             'oracle_margin_pool = 1\nextra_initial = []\n[distill]\nsteps = 20\nbatch_size = 8\n'
+             '[evaluate]\nstrategies = ["random", "margin"]\nseeds = 2\ninitial = 6\nbudget = 12\nquery_size = 6\n'
+             'train_steps = 5\n')
+    outs = {}
+    for backend in ("local", "ray"):
+        cfg = tmp_path / f"{backend}.toml"
+        cfg.write_text(study.replace("workers = 1\n", f'workers = 1\nbackend = "{backend}"\n'))
+        outs[backend] = tmp_path / backend
+        r = invoke("run", "--config", cfg, "--quiet", "--out", outs[backend])
+        assert r.exit_code == 0, r.output
+    assert_same_episodes(read(outs["local"] / "store.zarr"), read(outs["ray"] / "store.zarr"))
+    assert (json.loads((outs["local"] / "results" / "benchmark.json").read_text())
+            == json.loads((outs["ray"] / "results" / "benchmark.json").read_text()))

@@ -124,6 +124,7 @@ def test_study_file_pool_caps_and_folds(tmp_path):
     ("[run]\nfolds = [0, 9]\n", "folds must be"),
     ("[run]\nfolds = [0, 0]\n", "folds must be"),
     ('[run]\nfolds = "all"\nsources = ["sklearn:iris"]\n', "give either folds or sources/targets"),
+    ('[run]\nbackend = "slurm"\n', "backend must be"),
 ])
 def test_bad_study_file_is_one_line_and_exit_2(tmp_path, text, message):
     r = CliRunner().invoke(cli, ["run", "--config", _write(tmp_path, text), "--out", str(tmp_path / "out")])
