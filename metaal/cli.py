@@ -174,8 +174,8 @@ def _learner_config(p: dict):
 
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
-             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "policy_shortlist",
-             "policy_margin_prior", "oracle", "workers", "backend", "address", "gpus_per_run", "stack"}
+             "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "oracle", "workers", "backend",
+             "address", "gpus_per_run", "stack"}
 
 
 def _eval_config(p: dict, tasks: list[str]):
@@ -196,8 +196,6 @@ def _eval_config(p: dict, tasks: list[str]):
         download=p["download"],
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
-        policy_shortlist=p.get("policy_shortlist", 0),  # benchmark does not offer these two
-        policy_margin_prior=p.get("policy_margin_prior", 0.0),
         trust_pickle=p["trust_pickle"],
         oracle=dict(p.get("oracle") or {}),
     )
@@ -209,12 +207,6 @@ def _eval_config(p: dict, tasks: list[str]):
 @click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
 @click.option("--policy-candidates", type=int, default=None,
               help="Let the policy score this many random unlabelled items per round (default: the whole pool).")
-@click.option("--policy-shortlist", type=int, default=0, show_default=True,
-              help="Policy batches: top N x query-size items by score, then farthest-point among them (0: one by one by score, "
-                   "as `metaal run`).")
-@click.option("--policy-margin-prior", type=float, default=0.0, show_default=True,
-              help="Add this to the policy's score of every item in margin's batch (gain scores are rank percentiles "
-                   "0..1): the policy leaves margin's picks only where it is that much surer (0: the plain policy).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
 @loop_options()
@@ -315,7 +307,7 @@ def benchmark(ctx, **p):
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
-                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_repeats", "oracle_steps", "oracle_lr",
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr",
                  "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
                  "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
@@ -337,8 +329,6 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
               help="What the expert maximises: the validation loss gain, or the accuracy gain (loss breaking ties).")
 @click.option("--oracle-margin-pool", type=int, default=0, show_default=True,
               help="Batch oracle: draw the heuristics' batches from the M x query-size smallest-margin items (0: all).")
-@click.option("--oracle-repeats", type=int, default=1, show_default=True,
-              help="Batch oracle: retrains averaged per batch (a less noisy expert; R times the oracle's cost).")
 @click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
@@ -376,7 +366,7 @@ def generate(ctx, **p):
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
               "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
-              "margin_pool": p["oracle_margin_pool"], "repeats": p["oracle_repeats"]}
+              "margin_pool": p["oracle_margin_pool"]}
     config = GenerateConfig(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],
@@ -415,30 +405,20 @@ def inspect(path, trust_pickle):
 
 @cli.command()
 @click.argument("stores")
-@click.option("--algo", type=click.Choice(["gain", "batch-gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
-              help="gain: regression of every candidate's oracle gain (rank targets); batch-gain: each heuristic batch's "
-                   "mean item score regresses the whole batch's gain rank (batch-oracle stores; with --choice batch); "
-                   "bc: imitation (DiscreteBC); cql/bcq: offline RL.")
+@click.option("--algo", type=click.Choice(["gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
+              help="gain: regression of every candidate's oracle gain (rank targets); bc: imitation (DiscreteBC); "
+                   "cql/bcq: offline RL.")
 @click.option("--target", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
               help="gain: which oracle gain is ranked (accuracy: validation accuracy gain, loss breaking ties).")
 @click.option("--steps", type=int, default=2000, show_default=True, help="Gradient steps.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--hidden", type=int, default=64, show_default=True, help="Width of the per-candidate network.")
-@click.option("--step-weight", type=click.Choice(["uniform", "spread"]), default="uniform", show_default=True,
-              help="gain: weight each step by the spread of its candidates' gains (spread) or alike (uniform).")
 @click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
               "see `metaal inspect` for the names).")
-@click.option("--choice", type=click.Choice(["items", "batch"]), default="items", show_default=True,
-              help="How the policy builds a batch: items one by one by score, or (batch-oracle stores) the heuristic "
-                   "batch whose items score highest on average.")
-@click.option("--count-context", type=click.Choice(["raw", "per-class", "per-class-with-classes"]), default="raw",
-              show_default=True,
+@click.option("--count-context", type=click.Choice(["raw", "per-class"]), default="raw", show_default=True,
               help="The label count the policy sees: as stored, or per-class: log((1 + labelled) / classes) in place "
-                   "of log_labelled, with log_classes held at 0 (generalises across class counts); "
-                   "per-class-with-classes keeps log_classes (for sources with several class counts).")
-@click.option("--ensemble", type=int, default=1, show_default=True,
-              help="gain: train N scorers from different seeds and score with their mean (steadier than one).")
+                   "of log_labelled, log_classes held at 0 (as `metaal run`).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -472,12 +452,6 @@ def distill(ctx, **p):
     if val.get("policy"):
         click.echo(f"\nValidation on {val['episodes']} held-out episodes:")
         click.echo(validation_table(val))
-    bc = val.get("batch_choice") or {}
-    if bc.get("rounds"):
-        always = ", ".join(f"{k[7:]} {v:.3f}" for k, v in bc.items() if k.startswith("always_") and v is not None)
-        click.echo(f"\nWhole-batch choice on {bc['rounds']} held-out rounds (mean rank percentile among the round's "
-                   f"batches, 1 = the best): policy {bc['policy']:.3f} (the best batch in {bc['policy_best']:.1%}); "
-                   f"always one heuristic: {always}")
 
 
 @cli.command("run")
@@ -523,9 +497,6 @@ def run_cmd(quick, config_file, threads, out, quiet):
               help="Labels you plan to have in total; tells the policy how far along the loop is (default: labelled + n).")
 @click.option("--prefilter", type=int, default=None,
               help="Policy: featurise only this many smallest-margin items, at least 10 x n (default 200; 0: the whole pool).")
-@click.option("--policy-shortlist", type=int, default=0, show_default=True,
-              help="Policy batches: top N x n items by score, then farthest-point among them (0: one by one by score, "
-                   "as `metaal run`).")
 @learner_options
 @trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="CSV to write: index,score,rank,predicted_label,confidence.")
@@ -539,11 +510,11 @@ def select_cmd(**p):
     if p["train_steps"] < 1:
         raise MetaalError(f"--epochs-steps must be at least 1, got {p['train_steps']}")
     prefilter = DEFAULT_PREFILTER if p["prefilter"] is None else p["prefilter"]
-    if prefilter < 0 or p["policy_shortlist"] < 0:
-        raise MetaalError("--prefilter and --policy-shortlist must be at least 0")
+    if prefilter < 0:
+        raise MetaalError(f"--prefilter must be at least 0, got {prefilter}")
     sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],
                       learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
-                      budget=p["budget"], prefilter=prefilter, shortlist=p["policy_shortlist"],
+                      budget=p["budget"], prefilter=prefilter,
                       label_column=p["label_column"], data_root=p["data_root"], download=p["download"],
                       trust_pickle=p["trust_pickle"], out=p["out"])
     sel.write_csv(p["out"])

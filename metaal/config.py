@@ -36,13 +36,12 @@ _INTS = ("a list of integers", lambda v: isinstance(v, list) and all(isinstance(
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
-                     "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "oracle_chunk", "train_steps", "workers", "steps",
-                     "batch_size", "hidden", "ensemble", "policy_candidates", "policy_shortlist", "prefilter"), _INT),
-    **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run",
-                     "policy_margin_prior"), _NUM),
+                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
+                     "batch_size", "hidden", "policy_candidates", "prefilter"), _INT),
+    **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     **dict.fromkeys(("warm_start", "stack"), _BOOL),
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
-                     "address", "oracle", "target", "step_weight", "choice", "oracle_metric",
+                     "address", "oracle", "target", "oracle_metric",
                      "count_context", "suite", "splits", "reference"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
     "extra_initial": _INTS,

@@ -55,14 +55,15 @@ from metaal.policy.artefact import (
 )
 from metaal.store.records import Trajectories
 
-ALGOS = ("bc", "cql", "bcq", "gain", "batch-gain")
-SCORER_ALGOS = ("gain", "batch-gain")  # trained in plain PyTorch (this module), not d3rlpy
+ALGOS = ("bc", "cql", "bcq", "gain")
 GAIN_TARGETS = ("loss", "accuracy")
-STEP_WEIGHTS = ("uniform", "spread")
-CHOICES = ("items", "batch")
+COUNT_CONTEXTS = ("raw", "per-class")  # features.count_context also reads older policies' per-class-with-classes
+# DistillConfig fields of levers tried and not adopted (docs/results.md), with the value that meant "off": older
+# policies record them in their hyperparameters; a policy with these values is the same as one without them
+RETIRED = {"step_weight": "uniform", "ensemble": 1, "choice": "items"}
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
 CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
-                         "drop_features", "step_weight", "ensemble", "choice", "count_context"})
+                         "drop_features", "count_context"})
 CHECKPOINT_FORMAT = "metaal-distill-checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"
 STAGING_DIR = "staging"
@@ -88,19 +89,8 @@ class DistillConfig:
     alpha: float = 1.0  # cql conservative weight
     action_flexibility: float = 0.3  # bcq imitator threshold
     target: str = "loss"  # gain: which oracle gain is ranked ("loss", or "accuracy" with loss breaking ties)
-    # gain: how much each step counts. "uniform": every step alike; "spread": in proportion to the spread
-    # of its candidates' gains (best - worst), so rounds where every batch helps alike (a saturated task)
-    # teach little and decisive rounds teach most
-    step_weight: str = "uniform"
     # feature ablation: these candidate or context features are held at 0 in training and at inference
     drop_features: list[str] = dataclasses.field(default_factory=list)
-    # gain: train this many scorers from different initialisations and minibatches and score with
-    # their mean (networks.ScorerEnsemble); one network's ranking varies with its seed
-    ensemble: int = 1
-    # how the policy builds a batch at deployment (recorded in the artifact; Policy.choose): "items" picks
-    # n candidates one by one by score; "batch" (batch-oracle stores only) takes the heuristic batch whose
-    # items score highest on average, the action the batch oracle itself takes
-    choice: str = "items"
     # the label count the policy sees (features.count_context): "raw", or "per-class": log((1 + labelled) /
     # classes) in place of log_labelled, log_classes held at 0 (recorded in the artifact; Policy.score does the same)
     count_context: str = "raw"
@@ -119,24 +109,13 @@ class DistillConfig:
             raise MetaalError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.lr <= 0:
             raise MetaalError(f"lr must be positive, got {self.lr}")
-        if self.step_weight not in STEP_WEIGHTS:
-            raise MetaalError(f"unknown step weight '{self.step_weight}' (choose from {', '.join(STEP_WEIGHTS)})")
         if self.target not in GAIN_TARGETS:
             raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
-        if int(self.ensemble) < 1:
-            raise MetaalError(f"ensemble must be at least 1, got {self.ensemble}")
-        if int(self.ensemble) > 1 and self.algo not in SCORER_ALGOS:
-            raise MetaalError(f"ensemble = {self.ensemble} needs algo 'gain' or 'batch-gain' "
-                              "(d3rlpy's algorithms train one network)")
-        if self.choice not in CHOICES:
-            raise MetaalError(f"unknown choice '{self.choice}' (choose from {', '.join(CHOICES)})")
-        if self.algo == "batch-gain" and self.choice != "batch":
-            raise MetaalError("algo 'batch-gain' learns which heuristic batch to take whole: use choice 'batch'")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         features.feature_columns(self.drop_features)  # unknown names are errors
-        if self.count_context not in features.COUNT_CONTEXTS:
-            raise MetaalError(f"unknown count context '{self.count_context}' (choose from {', '.join(features.COUNT_CONTEXTS)})")
+        if self.count_context not in COUNT_CONTEXTS:
+            raise MetaalError(f"unknown count context '{self.count_context}' (choose from {', '.join(COUNT_CONTEXTS)})")
         if self.count_context.startswith("per-class") and "log_labelled" in self.drop_features:
             raise MetaalError(f"count_context '{self.count_context}' puts the per-class count in log_labelled's column: "
                               "do not drop log_labelled as well")
@@ -226,14 +205,6 @@ def build_dataset(trajs: Trajectories, algo: str = "bc", episodes: np.ndarray | 
             action_size=K,
         )
     return dataset, {"K": K, "F": F, "G": G, "steps": idx, "episodes": ids}
-
-
-def step_spread_weights(gain: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-step weight: the spread (max - min) of the valid gains, divided by its mean over steps."""
-    g = np.where(valid & np.isfinite(gain), gain, np.nan).astype(np.float64)
-    spread = np.nan_to_num(np.nanmax(g, axis=1) - np.nanmin(g, axis=1), nan=0.0)
-    mean = spread.mean() if len(spread) else 0.0
-    return (spread / mean if mean > 0 else np.ones_like(spread)).astype(np.float32)
 
 
 def rank_percentiles(gain: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -406,10 +377,7 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
         raise MetaalError("no training step has two or more valid candidates with an oracle gain")
     dev = torch.device(cfg.device)
     tgt = torch.as_tensor(rank_percentiles(gain[keep], mask[keep]), device=dev)
-    w = weight[keep].astype(np.float32)
-    if cfg.step_weight == "spread":
-        w = w * step_spread_weights(gain[keep], weight[keep])[:, None]
-    w = torch.as_tensor(w, device=dev)
+    w = torch.as_tensor(weight[keep].astype(np.float32), device=dev)
 
     def loss(pred, b):
         wb = w[b]
@@ -419,75 +387,10 @@ def _train_gain(trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: C
     return scorer, {"loss_name": "rank_mse", "curve": curve, "resumed_from_step": start}
 
 
-def batch_targets(steps: dict, stored_candidates: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(round-start step indices, proposer membership (R, K, P), batch-gain rank percentiles (R, P), 0 where a
-    batch was not measured) for algo 'batch-gain'.  Membership comes from the stored ``in_<proposer>`` flags, as
-    at deployment (policy.best_batch), whatever features the policy is trained without."""
-    from metaal.acquisition.agreement import round_starts
-
-    starts, _ = round_starts(steps)
-    gain = ranked_gain(np.asarray(steps["batch_gain"])[starts], np.asarray(steps["batch_acc_gain"])[starts], target)
-    members = features.proposer_membership(np.asarray(stored_candidates)[starts]) & np.asarray(steps["mask"], bool)[starts][..., None]
-    valid = np.isfinite(gain) & members.any(1)
-    return starts, members, np.where(valid, rank_percentiles(gain, valid), np.nan)
-
-
-def batch_choice_metrics(scores: np.ndarray, steps: dict, stored_candidates: np.ndarray, target: str) -> dict:
-    """How the whole-batch choice (policy.best_batch's: the best mean item score) ranks among each round's
-    measured batches: {"rounds", "policy": mean rank percentile (1 = always the best batch), "policy_best": share
-    of rounds it takes a best batch, "always_<proposer>": the same mean for always taking that heuristic's batch}."""
-    starts, members, pct = batch_targets(steps, stored_candidates, target)
-    keep = np.isfinite(pct).sum(1) >= 2
-    if not keep.any():
-        return {"rounds": 0}
-    members, pct = members[keep], pct[keep]
-    from metaal.policy.inference import batch_mean_scores
-
-    s = np.asarray(scores, np.float64)[starts[keep]]
-    means = batch_mean_scores(members, np.where(np.isfinite(s), s, 0.0))
-    means = np.where(np.isfinite(pct), means, -np.inf)  # only measured batches compete
-    chosen = pct[np.arange(len(pct)), means.argmax(1)]
-    out = {"rounds": int(len(pct)), "policy": float(np.mean(chosen)), "policy_best": float(np.mean(chosen >= 1.0))}
-    for p, name in enumerate(features.BATCH_PROPOSERS):
-        measured = np.isfinite(pct[:, p])
-        out[f"always_{name}"] = float(np.mean(pct[measured, p])) if measured.any() else None
-    return out
-
-
-def _train_batch_gain(trajs: Trajectories, stored: Trajectories, train_ids, cfg: DistillConfig, bar,
-                      ckpt: Checkpoints | None = None) -> tuple[torch.nn.Module, dict]:
-    """Every round: the mean score of each heuristic batch's items regresses that whole batch's gain rank among
-    the round's batches -- the batch oracle's own choice, learnt on the gains of every batch rather than on
-    each item's best containing batch; deployment takes the batch with the best mean score (choice 'batch')."""
-    if "batch_gain" not in trajs.steps or not np.isfinite(np.asarray(trajs.steps["batch_gain"], np.float64)).any():
-        raise MetaalError("algo 'batch-gain' needs per-batch gains: stores generated with the batch oracle "
-                          "(--oracle batch) by this version of metaal (older stores do not record them)")
-    st, idx = subset_steps(trajs.steps, train_ids)
-    starts, members, pct = batch_targets(st, stored.steps["candidates"][idx], cfg.target)
-    keep = np.isfinite(pct).sum(1) >= 2  # a round with one measured batch has no choice to learn
-    if not keep.any():
-        raise MetaalError("no training round has two or more heuristic batches with a gain")
-    dev = torch.device(cfg.device)
-    rows = starts[keep]
-    mem = torch.as_tensor(members[keep].astype(np.float32), device=dev)  # (R, K, P)
-    w = torch.as_tensor(np.isfinite(pct[keep]).astype(np.float32), device=dev)
-    tgt = torch.as_tensor(np.nan_to_num(pct[keep]).astype(np.float32), device=dev)
-
-    def loss(pred, b):
-        m = mem[b]
-        batch_score = (pred.unsqueeze(-1) * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, P) mean item score
-        wb = w[b]
-        return ((batch_score - tgt[b]) ** 2 * wb).sum() / wb.sum().clamp_min(1.0)
-
-    scorer, curve, start = _fit_scorer(st["candidates"][rows], st["context"][rows], np.asarray(st["mask"], bool)[rows],
-                                       loss, cfg, bar, ckpt)
-    return scorer, {"loss_name": "batch_rank_mse", "curve": curve, "resumed_from_step": start, "rounds": int(len(rows))}
-
-
 def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckpt: Checkpoints | None):
     """Adam on ``loss_fn(scores of a minibatch of rows, row indices)``; resumable from ``ckpt``.
     Returns (scorer, loss curve, step resumed from)."""
-    from metaal.policy.networks import CandidateScorer, ScorerEnsemble
+    from metaal.policy.networks import CandidateScorer
 
     dev = torch.device(cfg.device)
     cand = torch.as_tensor(np.nan_to_num(np.asarray(candidates, np.float32)), device=dev)
@@ -497,12 +400,7 @@ def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckp
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    members = int(cfg.ensemble)
-    if members == 1:
-        scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden).to(dev)
-    else:
-        scorer = ScorerEnsemble(cand.shape[2], ctx.shape[1], cfg.hidden, members).to(dev)
-    nets = [scorer] if members == 1 else list(scorer.members)
+    scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden).to(dev)
     opt = torch.optim.Adam(scorer.parameters(), lr=cfg.lr)
     curve, window = [], []
     every = max(1, cfg.steps // 20)
@@ -519,15 +417,12 @@ def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckp
         ckpt.notify(f"distill: resuming from the checkpoint at step {start} of {cfg.steps}")
         bar.update(start)
     for step in range(start + 1, cfg.steps + 1):
-        # each member its own minibatch; the summed loss gives every member exactly its own gradient
-        loss = 0.0
-        for net in nets:
-            b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
-            loss = loss + loss_fn(net(cand[b], ctx[b], m[b]), b)
+        b = torch.as_tensor(rng.integers(0, n, size=cfg.batch_size), device=dev)
+        loss = loss_fn(scorer(cand[b], ctx[b], m[b]), b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        window.append(float(loss.detach()) / members)
+        window.append(float(loss.detach()))
         if step % every == 0 or step == cfg.steps:
             curve.append([step, float(np.mean(window))])
             window = []
@@ -850,8 +745,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             algo = None
             if cfg.algo == "gain":
                 scorer, summary = _train_gain(trajs, train_ids, cfg, bar, ckpt)
-            elif cfg.algo == "batch-gain":
-                scorer, summary = _train_batch_gain(trajs, stored, train_ids, cfg, bar, ckpt)
             else:
                 scorer, summary, algo = _train_d3rlpy(trajs, train_ids, cfg, tmp, bar, ckpt)
             seconds = time.perf_counter() - t0
@@ -859,17 +752,13 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
 
         val_steps, _ = subset_steps(trajs.steps, val_ids)
         if len(val_ids):
-            val_scores = score_steps(scorer, val_steps)
             stored_val = subset_steps(stored.steps, val_ids)[0]
             validation = {
-                "policy": decision_metrics(val_scores, val_steps),
+                "policy": decision_metrics(score_steps(scorer, val_steps), val_steps),
                 "heuristics": heuristic_metrics(stored_val, seed=cfg.seed),
                 "episodes": int(len(val_ids)),
                 "steps": int(len(val_steps["action"])),
             }
-            if cfg.algo == "batch-gain":
-                validation["batch_choice"] = batch_choice_metrics(val_scores, val_steps, stored_val["candidates"],
-                                                                  cfg.target)
         else:
             validation = {"policy": None, "heuristics": {}, "episodes": 0, "steps": 0}
 
@@ -885,8 +774,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         }
         if cfg.algo == "bcq":
             scorer_info["action_flexibility"] = cfg.action_flexibility
-        if int(cfg.ensemble) > 1:
-            scorer_info["members"] = int(cfg.ensemble)
         meta = {
             "format": POLICY_FORMAT,
             "format_version": POLICY_FORMAT_VERSION,
@@ -895,7 +782,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
             "proposals": "batches" if oracle.get("mode") == "batch" else "random",
             "margin_pool": int(oracle.get("margin_pool") or 0),
-            "choice": cfg.choice,
             "algorithm": cfg.algo,
             "dropped_features": list(cfg.drop_features),  # held at 0: Policy.score zeroes them too
             "count_context": cfg.count_context,  # Policy.score transforms the context the same way

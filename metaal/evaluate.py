@@ -42,14 +42,6 @@ class EvalConfig:
     trust_pickle: bool = False  # --policy may read pickle-based policy files (model.d3); see load_policy
     policy: str | None = None  # policy directory: adds the strategy "policy"
     policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
-    # Batch diversity for the policy: shortlist the top (policy_shortlist x query size) items by score,
-    # then farthest-point among them; 0 picks one by one by score.  3 helped the first (finetune-oracle)
-    # policy on the tuning tasks (0.623 against 0.598) but not the batch-oracle ones (0.6327 and 0.6265
-    # with 3 and 2, against 0.6375 without; docs/results.md), which choose among the heuristics' own
-    # batches: 0, as `metaal run` uses.
-    policy_shortlist: int = 0
-    # Added to the policy's score of every item in margin's own batch (Policy.choice_scores): 0 is the plain policy.
-    policy_margin_prior: float = 0.0
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 
     def to_dict(self) -> dict:
@@ -70,8 +62,7 @@ def _make_strategy(name: str, config: EvalConfig, device):
         if not config.policy:
             raise MetaalError("strategy 'policy' needs --policy DIR")
         return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates,
-                            shortlist=config.policy_shortlist or None, trust_pickle=config.trust_pickle,
-                            margin_prior=config.policy_margin_prior)
+                            trust_pickle=config.trust_pickle)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
     return get_strategy(name)
@@ -86,9 +77,8 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
         "loop": asdict(config.loop),
         "learner": asdict(config.learner),
         "split": asdict(config.split),
-        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, config.policy_shortlist,
-                   # only when set: runs without a prior keep the identity they had before the option existed
-                   *([float(config.policy_margin_prior)] if config.policy_margin_prior else [])]
+        # the 0 stands where the retired policy_shortlist was: runs keep the identity they had with it
+        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, 0]
         if strategy == "policy"
         else None,
         "oracle": config.oracle if strategy == "oracle" else None,
@@ -171,15 +161,8 @@ def check_eval(config: EvalConfig, out: str | Path | None, *, backend: str = "lo
     problems = Problems()
     if not config.tasks:
         problems.add("no task given (--tasks SPEC[,SPEC...])")
-    if config.policy_shortlist < 0:
-        problems.add(f"--policy-shortlist must be 0 or more, got {config.policy_shortlist}")
     if config.policy_candidates is not None and config.policy_candidates < 1:
         problems.add(f"--policy-candidates must be at least 1, got {config.policy_candidates}")
-    if config.policy_margin_prior:  # a prior the policy cannot use is an error now, not in the first policy run
-        from metaal.policy.inference import check_margin_prior
-
-        with problems.check():
-            check_margin_prior(config.policy_margin_prior)  # the value; the policy's own check is the strategy's
     if config.seeds < 1:
         problems.add(f"--seeds must be at least 1, got {config.seeds}")
     with problems.check():

@@ -152,7 +152,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
             batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, per_batch = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
-                                                              metric=oracle.metric, repeats=int(oracle.repeats))
+                                                              metric=oracle.metric)
             k_eff = len(cands)
             for p, name in enumerate(BATCH_PROPOSERS):
                 if name in per_batch:

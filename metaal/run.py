@@ -11,7 +11,7 @@ from pathlib import Path
 
 from metaal.config import read_config, section
 from metaal.distill import CONFIG_KEYS as DISTILL_KEYS
-from metaal.distill import DistillConfig
+from metaal.distill import RETIRED, DistillConfig
 from metaal.errors import MetaalError
 from metaal.evaluate import EvalConfig
 from metaal.generate import GenerateConfig
@@ -125,14 +125,14 @@ def embedded_study(quick: bool = False) -> Study:
                              oracle=dict(ORACLE), learner=replace(learner, steps=50))
         dis = DistillConfig(algo="gain", target="accuracy", steps=300, batch_size=64, count_context="per-class")
         ev = EvalConfig(tasks=list(EMBEDDED_TARGETS), strategies=["random", "margin", "entropy", "oracle"], seeds=2,
-                        loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50), oracle=dict(ORACLE), policy_shortlist=0)
+                        loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50), oracle=dict(ORACLE))
         return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis,
                      evaluate=ev, extra_initial=list(EXTRA_INITIAL))
     gen = GenerateConfig(tasks=list(EMBEDDED_SOURCES), episodes=24, candidates=60, loop=LoopConfig(10, 60, 10),
                          oracle=dict(ORACLE), learner=learner)
     dis = DistillConfig(algo="gain", target="accuracy", steps=2000, batch_size=128, count_context="per-class")
     ev = EvalConfig(tasks=list(EMBEDDED_TARGETS), strategies=[*BASELINES, "oracle"], seeds=5, loop=LoopConfig(10, 150, 10),
-                    learner=learner, oracle=dict(ORACLE), policy_shortlist=0)
+                    learner=learner, oracle=dict(ORACLE))
     return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis, evaluate=ev,
                  extra_initial=list(EXTRA_INITIAL))
 
@@ -159,10 +159,10 @@ def default_study(quick: bool = False) -> Study:
 
 
 _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
-             "oracle_metric", "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "rollin",
+             "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial", "max_pool"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
-              "label_column", "oracle", "policy_candidates", "policy_shortlist", "policy_margin_prior", "max_pool"}
+              "label_column", "oracle", "policy_candidates", "max_pool"}
 
 
 def study_from_file(path: str | None, quick: bool = False) -> Study:
@@ -189,8 +189,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     if "oracle" in g:
         oracle["mode"] = g.pop("oracle")
     for key, name in (("oracle_steps", "steps"), ("oracle_lr", "lr"), ("proposals", "proposals"), ("oracle_metric", "metric"),
-                      ("oracle_horizon", "horizon"), ("oracle_margin_pool", "margin_pool"),
-                      ("oracle_repeats", "repeats")):
+                      ("oracle_horizon", "horizon"), ("oracle_margin_pool", "margin_pool")):
         if key in g:
             oracle[name] = g.pop(key)
     study.generate = replace(
@@ -209,7 +208,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         learner=_learner(ev.learner, e),
         split=_split(ev.split, e, "[evaluate] max_pool"),
         **{k: e[k] for k in ("strategies", "seeds", "seed", "device", "data_root", "label_column", "oracle",
-                             "policy_candidates", "policy_shortlist", "policy_margin_prior") if k in e},
+                             "policy_candidates") if k in e},
     )
     study.extra_initial = [int(n) for n in g.get("extra_initial", study.extra_initial)]
     study.distill = replace(study.distill, **d)
@@ -414,4 +413,8 @@ def _same_policy(policy: Path, store_fps: list[str], cfg: DistillConfig) -> bool
     except MetaalError:
         return False
     fps = [s.get("fingerprint") for s in meta.get("sources", [])]
-    return fps == list(store_fps) and meta.get("hyperparameters") == cfg.to_dict()
+    # a policy distilled before options were retired records them at their "off" values: the same settings
+    hyper = dict(meta.get("hyperparameters") or {})
+    if any(hyper.pop(k, off) != off for k, off in RETIRED.items()):
+        return False
+    return fps == list(store_fps) and hyper == cfg.to_dict()

@@ -37,7 +37,6 @@ from metaal.errors import MetaalError
 from metaal.registry import get_strategy
 
 DEFAULT_PREFILTER = 200  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
-DEFAULT_SHORTLIST = 0  # policy batches: one by one by score (N > 0: top N x n by score, then farthest-point), as in transfer-eval
 CHUNK = 16384  # pool rows per forward pass when streaming
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -540,8 +539,7 @@ class _ChunkView:
 # ------------------------------------------------------------------------------------------ ranking
 
 
-def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device: str = "cpu",
-                     trust_pickle: bool = False) -> Strategy:
+def resolve_strategy(strategy, device: str = "cpu", trust_pickle: bool = False) -> Strategy:
     """A strategy name, ``policy:DIR`` or a ``Strategy`` instance; the oracle (it reads true labels) is refused."""
     if isinstance(strategy, Strategy):
         return strategy
@@ -549,8 +547,7 @@ def resolve_strategy(strategy, shortlist: int | None = DEFAULT_SHORTLIST, device
     if name == "oracle":
         raise MetaalError("the oracle reads the true labels of candidates: it cannot choose what to label")
     if name.startswith("policy:"):
-        return get_strategy(name, shortlist=shortlist or None, device="cpu" if device == "auto" else device,
-                            trust_pickle=trust_pickle)
+        return get_strategy(name, device="cpu" if device == "auto" else device, trust_pickle=trust_pickle)
     return get_strategy(name)
 
 
@@ -571,7 +568,7 @@ def _rank(outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, n: int, 
             raise MetaalError("the policy needs embeddings (pass embeddings=..., an (N, E) array or a function of indices)")
         fe, cands, e_lab = policy_features(outputs, labelled, labelled_y, n, seed, prefilter, budget_used,
                                            proposals=strategy.proposals, margin_pool=strategy.margin_pool)
-        positions, s = strategy.choose(fe, n, e_lab if strategy.shortlist else None)
+        positions, s = strategy.choose(fe, n)
         return cands[positions], s
     if isinstance(strategy, ScoreStrategy):
         return _rank_scores(outputs, labelled, n, strategy, seed)
@@ -827,7 +824,6 @@ def select_next(
     device: str = "cpu",
     budget: int | None = None,
     prefilter: int | None = DEFAULT_PREFILTER,
-    shortlist: int | None = DEFAULT_SHORTLIST,
     label_column: str = "label",
     data_root: str | None = None,
     download: bool = False,
@@ -859,7 +855,7 @@ def select_next(
             check_output_file(out, "the selection")
     resolved = None
     with problems.check():
-        resolved = resolve_strategy(strategy, shortlist, device, trust_pickle)
+        resolved = resolve_strategy(strategy, device, trust_pickle)
     pool = None
     with problems.check():
         pool = data if isinstance(data, Pool) else load_pool(data, label_column=label_column, data_root=data_root,

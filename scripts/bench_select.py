@@ -3,8 +3,8 @@
     METAAL_THREADS=1 python scripts/bench_select.py --sizes 1000,10000,100000,1000000 --out bench_select.json
 
 Synthetic tabular pools (20 features, 5 Gaussian classes), 50 labelled items, metaal's default MLP trained once
-per pool; then the same selection of n items (default 20) by margin and by the policy (``policy:DIR``, shortlist
-3, the default pre-filter).  Timed: ranking the whole pool (the model's forward passes over every item, scores,
+per pool; then the same selection of n items (default 20) by margin and by the policy (``policy:DIR``, the
+default pre-filter).  Timed: ranking the whole pool (the model's forward passes over every item, scores,
 the policy's features for its candidates, batch selection), best of ``--repeats`` after one untimed warm-up call, as wall-clock and as CPU time
 of the process (steadier on a shared machine); training is reported apart because it is the same for both.
 torch and numpy's BLAS both get ``$METAAL_THREADS`` threads (default 1).  Each (size, strategy) runs in its own process, so ``peak_mb`` (ru_maxrss) is

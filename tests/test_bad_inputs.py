@@ -60,7 +60,7 @@ def base(tmp_path_factory):
     files["toml_gen_unknown"] = text("gen_unknown.toml", '[generate]\nepisodez = 3\n')
     files["toml_types"] = text("types.toml", '[evaluate]\ntasks = "sklearn:iris"\nseeds = "three"\n[generate]\n'
                                              'candidates = [4, 8]\n[distill]\nlr = "fast"\n[run]\nworkers = 1.5\n')
-    files["toml_ensemble"] = text("ensemble.toml", '[distill]\nensemble = "two"\n')
+    files["toml_retired"] = text("retired.toml", '[distill]\nensemble = 2\n')
     files["toml_extra_same"] = text("extra_same.toml", '[generate]\ninitial = 10\nextra_initial = [10]\n')
     files["toml_extra_type"] = text("extra_type.toml", '[generate]\nextra_initial = "3"\n')
     files["toml_count"] = text("count.toml", '[distill]\ncount_context = "per-class"\ndrop_features = ["log_labelled"]\n')
@@ -184,10 +184,6 @@ CASES = [
     ("te-policy-not-a-directory", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["root"] / "nope", "--out", o), "not a policy directory"),
     ("te-policy-schema-mismatch", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy_schema"], "--out", o), "feature schema"),
     ("te-policy-truncated-weights", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy_truncated"], "--out", o), "sha256"),
-    ("te-margin-prior-negative", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy"],
-                                                 "--policy-margin-prior", "-0.5", "--out", o), "must be 0 or more"),
-    ("te-margin-prior-without-batch-candidates", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy"],
-                                                                 "--policy-margin-prior", "0.3", "--out", o), "heuristics' batches"),
     ("te-malformed-config", lambda f, o: te("--config", f["toml_bad"], "--out", o), "bad.toml is not valid TOML: Unclosed array (at line 3"),
     ("te-missing-config", lambda f, o: te("--tasks", "sklearn:iris", "--config", f["root"] / "none.toml", "--out", o), "config file"),
     ("te-unwritable-out", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--out", f["file"] / "res"), "cannot create results directory"),
@@ -233,15 +229,11 @@ CASES = [
     ("distill-config-unknown-key", lambda f, o: ["distill", f["store"], "--config", f["toml_unknown"], "--out", o], "unknown key 'learning_rate'"),
     ("distill-config-value-of-wrong-type", lambda f, o: ["distill", f["store"], "--config", f["toml_types"], "--out", o], "[distill] lr must be a number"),
     ("distill-unknown-algo", lambda f, o: ["distill", f["store"], "--algo", "magic", "--out", o], "'--algo'"),
+    ("distill-retired-algo", lambda f, o: ["distill", f["store"], "--algo", "batch-gain", "--out", o], "'--algo'"),
+    ("distill-config-retired-key", lambda f, o: ["distill", f["store"], "--config", f["toml_retired"], "--out", o],
+     "unknown key 'ensemble'"),
     ("distill-unknown-dropped-feature", lambda f, o: ["distill", f["store"], "--drop-features", "margin,shoe_size", "--out", o],
      "unknown feature(s) shoe_size"),
-    ("distill-ensemble-0", lambda f, o: ["distill", f["store"], "--ensemble", "0", "--out", o], "ensemble must be at least 1"),
-    ("distill-ensemble-with-bc", lambda f, o: ["distill", f["store"], "--algo", "bc", "--ensemble", "2", "--out", o],
-     "needs algo 'gain'"),
-    ("distill-config-ensemble-of-wrong-type", lambda f, o: ["distill", f["store"], "--config", f["toml_ensemble"], "--out", o],
-     "[distill] ensemble must be an integer"),
-    ("distill-batch-choice-without-batch-oracle", lambda f, o: ["distill", f["store"], "--choice", "batch", "--out", o],
-     "needs a store generated with the batch oracle"),
     # run
     ("run-overlapping-sources-and-targets", lambda f, o: ["run", "--quiet", "--config", f["toml_overlap"], "--out", o], "overlap"),
     ("run-malformed-config", lambda f, o: ["run", "--quiet", "--config", f["toml_bad"], "--out", o], "not valid TOML"),

@@ -159,17 +159,10 @@ def test_repeats_average_the_gains_of_retrains_with_other_round_seeds(state):
     for name in batches:
         two = batch_gains(state, {name: batches[name]}, Xv, yv, round_seed=1, repeats=2)[name]
         assert two == pytest.approx(((one[name][0] + other[name][0]) / 2, (one[name][1] + other[name][1]) / 2), abs=1e-9)
-    with pytest.raises(MetaalError, match="repeats"):
-        OracleConfig(mode="batch", repeats=0)
-    with pytest.raises(MetaalError, match="batch oracle only"):
-        OracleConfig(mode="retrain", repeats=2)
-    assert "repeats" not in OracleConfig(mode="batch").to_dict()  # stores written before the option keep their identity
-    assert OracleConfig(mode="batch", repeats=3).to_dict()["repeats"] == 3
 
 
 @pytest.mark.parametrize("option, key, bad, message", [
     ("--oracle-horizon", "horizon", ["--oracle", "batch", "--oracle-horizon", "0"], "horizon"),
-    ("--oracle-repeats", "repeats", ["--oracle-repeats", "2"], "batch oracle only"),  # the default oracle is finetune
 ])
 def test_generate_batch_oracle_options_are_recorded_and_checked(tmp_path, option, key, bad, message):
     from metaal.store import read_trajectories
@@ -282,14 +275,20 @@ def test_best_batch_takes_the_proposer_batch_with_the_highest_mean_score():
 
 
 def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
+    """Policies distilled with the retired --choice batch record choice "batch": they still load and act as trained."""
+    import json
+    import shutil
+
     from metaal.policy import load_policy
 
     out = tmp_path / "b.zarr"
     assert generate_batch(out, "--seed", "4").exit_code == 0
-    for choice in ("batch", "items"):
-        r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "20", "--val-fraction", "0", "--choice", choice,
-                                     "--out", str(tmp_path / choice), "--quiet"])
-        assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "20", "--val-fraction", "0", "--out", str(tmp_path / "items"),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    shutil.copytree(tmp_path / "items", tmp_path / "batch")
+    meta_file = tmp_path / "batch" / "metaal-policy.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "choice": "batch"}))
     policy = load_policy(tmp_path / "batch")
     assert policy.choice == "batch" and load_policy(tmp_path / "items").choice == "items"
     for seed in range(3):
@@ -317,45 +316,6 @@ def test_batch_choice_policy_picks_one_heuristic_batch_whole(tmp_path):
     scores = [float(x["score"]) for x in rows]
     assert len(rows) == 3 and scores == sorted(scores, reverse=True)  # one batch, its best item first
     assert not set(int(x["index"]) for x in rows) & set(labelled.tolist())
-
-
-def test_margin_prior_moves_the_policy_to_margins_batch_by_its_weight(tmp_path):
-    import json
-
-    from metaal.acquisition.features import FEATURE_NAMES, FeatureExtractor
-    from metaal.evaluate import EvalConfig, run_identity
-    from metaal.policy import load_policy
-    from metaal.registry import get_strategy
-
-    out = tmp_path / "b.zarr"
-    assert generate_batch(out, "--seed", "4").exit_code == 0
-    r = CliRunner().invoke(cli, ["distill", str(out), "--steps", "20", "--val-fraction", "0", "--out", str(tmp_path / "pol"), "--quiet"])
-    assert r.exit_code == 0, r.output
-    plain, zero = load_policy(tmp_path / "pol"), load_policy(tmp_path / "pol", margin_prior=0.0)
-    strong, some = load_policy(tmp_path / "pol", margin_prior=2.0), load_policy(tmp_path / "pol", margin_prior=0.05)
-    for seed in range(4):
-        state = new_state(load_task("sklearn:iris", seed), LEARNER, LoopConfig(initial=6, budget=9, query_size=3),
-                          seed=seed, device="cpu")
-        margin = set(get_strategy("margin").select(state, 3).tolist())
-        assert plain.select(state, 3).tolist() == zero.select(state, 3).tolist()
-        assert set(strong.select(state, 3).tolist()) == margin  # the prior outweighs any rank-percentile score
-        fe = FeatureExtractor(state, state.unlabelled[:20], batches=heuristic_batches(state, 3))
-        feats, ctx = fe.features(batch_size=3)
-        in_margin = feats[:, FEATURE_NAMES.index("in_margin")]
-        assert np.allclose(some.choice_scores(feats, ctx) - plain.score(feats, ctx), 0.05 * in_margin)
-    with pytest.raises(MetaalError, match="0 or more"):
-        load_policy(tmp_path / "pol", margin_prior=-1)
-    # transfer-eval: the option reaches the policy's runs, and only a prior that is set changes their identity
-    args = ["transfer-eval", "--tasks", "sklearn:iris", "--strategies", "margin", "--policy", str(tmp_path / "pol"), "--seeds", "1",
-            "--initial", "6", "--budget", "6", "--query-size", "3", "--epochs-steps", "15", "--quiet"]
-    r = CliRunner().invoke(cli, [*args, "--policy-margin-prior", "2", "--out", str(tmp_path / "ev")])
-    assert r.exit_code == 0, r.output
-    runs = {s: json.loads((tmp_path / "ev" / "runs" / "sklearn_iris" / f"{s}__seed0.json").read_text()) for s in ("margin", "policy")}
-    assert set(runs["policy"]["queried"][0]) == set(runs["margin"]["queried"][0])
-    cfg = EvalConfig(tasks=["sklearn:iris"], strategies=["margin"], policy=str(tmp_path / "pol"))
-    ident = run_identity(cfg, "sklearn:iris", "policy", 0)
-    assert ident == run_identity(EvalConfig(**{**cfg.__dict__, "policy_margin_prior": 0.0}), "sklearn:iris", "policy", 0)
-    assert ident != run_identity(EvalConfig(**{**cfg.__dict__, "policy_margin_prior": 0.2}), "sklearn:iris", "policy", 0)
 
 
 def test_generate_records_every_heuristic_batchs_own_gain(tmp_path):
@@ -387,76 +347,6 @@ def test_generate_records_every_heuristic_batchs_own_gain(tmp_path):
                                  "--epochs-steps", "15", "--quiet", "--out", str(other)])
     assert r.exit_code == 0, r.output
     assert np.isnan(read_trajectories(other).steps["batch_acc_gain"]).all()
-
-
-def _batch_rounds(n_rounds=400, K=12, seed=0):
-    """In-memory batch-oracle rounds (one step each): six disjoint batches of two; a batch's gain is its items' mean
-    ``grad_norm`` (plus noise), so the best batch can be told from its items only by that feature."""
-    from metaal.acquisition import features
-    from metaal.store.records import Trajectories
-
-    F, G, P = len(features.FEATURE_NAMES), len(features.CONTEXT_NAMES), len(BATCH_PROPOSERS)
-    j = features.FEATURE_NAMES.index("grad_norm")
-    cols = [features.FEATURE_NAMES.index(f"in_{p}") for p in BATCH_PROPOSERS]
-    rng = np.random.default_rng(seed)
-    cand = rng.random((n_rounds, K, F)).astype(np.float32)
-    cand[:, :, cols] = 0.0
-    gains = np.zeros((n_rounds, P), np.float32)
-    for r in range(n_rounds):
-        owner = rng.permutation(np.repeat(np.arange(P), K // P))
-        cand[r, np.arange(K), np.asarray(cols)[owner]] = 1.0
-        gains[r] = [cand[r, owner == p, j].mean() + rng.normal(0, 0.02) for p in range(P)]
-    best = np.array([int(np.argmax(g)) for g in gains])
-    expert = np.array([int(np.flatnonzero(cand[r, :, cols[best[r]]] > 0.5)[0]) for r in range(n_rounds)])
-    per_item = np.array([[gains[r, np.flatnonzero(cand[r, k, cols] > 0.5)[0]] for k in range(K)] for r in range(n_rounds)])
-    steps = {"candidates": cand, "context": rng.random((n_rounds, G)).astype(np.float32),
-             "mask": np.ones((n_rounds, K), bool), "oracle_gain": per_item.astype(np.float32),
-             "oracle_acc_gain": per_item.astype(np.float32), "action": expert.astype(np.int32),
-             "expert_action": expert.astype(np.int32), "reward": np.zeros(n_rounds, np.float32),
-             "terminal": np.ones(n_rounds, bool), "episode": np.arange(n_rounds, dtype=np.int32),
-             "round_end": np.ones(n_rounds, bool), "batch_gain": gains, "batch_acc_gain": gains}
-    attrs = {"schema": features.schema(), "feature_names": list(features.FEATURE_NAMES),
-             "context_names": list(features.CONTEXT_NAMES), "K": K, "oracle": {"mode": "batch"}}
-    episodes = {"id": np.arange(n_rounds), "task": np.asarray(["toy"] * n_rounds), "first_step": np.arange(n_rounds),
-                "length": np.ones(n_rounds, np.int64)}
-    return Trajectories(attrs=attrs, steps=steps, episodes=episodes)
-
-
-def test_batch_gain_learns_which_heuristic_batch_wins(tmp_path):
-    """Trained on whole-batch gains, the policy's best-mean batch is the round's best far more often than chance
-    (1 in 6) or any fixed heuristic; the artifact is a batch-choice policy; misuse is refused clearly."""
-    from metaal.distill import DistillConfig, distill
-    from metaal.policy import load_policy
-
-    trajs = _batch_rounds()
-    cfg = DistillConfig(algo="batch-gain", choice="batch", target="accuracy", steps=400, batch_size=64, hidden=32,
-                        lr=3e-3, val_fraction=0.25, seed=0)
-    meta = distill(trajs, cfg, tmp_path / "pol", progress=False)
-    choice = meta["validation"]["batch_choice"]
-    assert choice["rounds"] == 100 and meta["training"]["loss_name"] == "batch_rank_mse"
-    assert choice["policy_best"] > 0.6 and choice["policy"] > 0.85, choice
-    assert all(choice[f"always_{p}"] < 0.65 for p in BATCH_PROPOSERS), choice
-    assert load_policy(tmp_path / "pol").choice == "batch"
-    with pytest.raises(MetaalError, match="use choice 'batch'"):
-        distill(trajs, DistillConfig(algo="batch-gain"), tmp_path / "x", progress=False)
-    for name in ("batch_gain", "batch_acc_gain"):
-        trajs.steps[name] = np.full_like(trajs.steps[name], np.nan)  # as a store from before the arrays reads
-    with pytest.raises(MetaalError, match="needs per-batch gains"):
-        distill(trajs, cfg, tmp_path / "y", progress=False)
-
-
-def test_distill_cli_batch_gain_reports_the_whole_batch_choice(tmp_path):
-    r = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:wine,sklearn:iris", "--episodes", "4", "--candidates",
-                                 "18", "--initial", "6", "--budget", "9", "--query-size", "3", "--oracle", "batch",
-                                 "--epochs-steps", "15", "--quiet", "--out", str(tmp_path / "c.zarr")])
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["distill", str(tmp_path / "c.zarr"), "--algo", "batch-gain", "--choice", "batch",
-                                 "--steps", "20", "--val-fraction", "0.25", "--out", str(tmp_path / "pol"), "--quiet"])
-    assert r.exit_code == 0, r.output
-    assert "Whole-batch choice on 3 held-out rounds" in r.output and "always one heuristic: margin" in r.output
-    r = CliRunner().invoke(cli, ["distill", str(tmp_path / "c.zarr"), "--algo", "batch-gain", "--steps", "20",
-                                 "--out", str(tmp_path / "bad"), "--quiet"])
-    assert r.exit_code != 0 and "use choice 'batch'" in r.output
 
 
 def test_inspect_tells_per_round_which_heuristic_batch_wins_and_by_how_much(tmp_path):

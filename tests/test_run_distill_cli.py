@@ -119,27 +119,14 @@ def test_run_rejects_a_source_that_is_a_targets_twin(tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_run_config_sets_the_policy_margin_prior_and_checks_its_type(tmp_path):
-    from metaal.run import study_from_file
-
+def test_run_config_refuses_retired_options(tmp_path):
+    """Options of levers tried and not adopted are gone from the run's config too (an unknown key, exit 2)."""
     cfg = tmp_path / "s.toml"
-    cfg.write_text("[evaluate]\npolicy_margin_prior = 0.3\n")
-    assert study_from_file(str(cfg)).evaluate.policy_margin_prior == 0.3
-    cfg.write_text('[evaluate]\npolicy-margin-prior = "strong"\n')
-    r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "policy-margin-prior must be a number" in r.output, r.output
-
-
-def test_run_config_sets_the_oracle_repeats(tmp_path):
-    from metaal.run import study_from_file
-
-    cfg = tmp_path / "s.toml"
-    cfg.write_text("[generate]\noracle_repeats = 3\n")
-    study = study_from_file(str(cfg))
-    assert study.generate.oracle_config().repeats == 3 and study.generate.oracle_config().mode == "batch"
-    cfg.write_text("[generate]\noracle_repeats = 1.5\n")
-    r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "oracle_repeats" in r.output.replace("-", "_"), r.output
+    for table, key in (("evaluate", "policy_margin_prior = 0.3"), ("evaluate", "policy_shortlist = 3"),
+                       ("generate", "oracle_repeats = 3"), ("distill", "step_weight = \"spread\"")):
+        cfg.write_text(f"[{table}]\n{key}\n")
+        r = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2 and f"unknown key '{key.split()[0]}'" in r.output, r.output
 
 
 def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
@@ -158,27 +145,6 @@ def test_distill_refuses_store_with_another_feature_schema(quick_run, tmp_path):
     assert r.exit_code == 2, r.output
     assert "schema" in r.output and len([ln for ln in r.output.splitlines() if ln.startswith("error:")]) == 1
     assert not (tmp_path / "p").exists()
-
-
-def test_policy_shortlist_batches_are_diverse_and_distinct(quick_run):
-    from metaal.learners import LearnerConfig
-    from metaal.loop import LoopConfig, new_state
-    from metaal.policy import load_policy
-    from metaal.tasks import load_task
-
-    out, _ = quick_run
-    state = new_state(load_task("sklearn:wine", 0), LearnerConfig(steps=10), LoopConfig(6, 20, 5), seed=0, device="cpu")
-    plain = load_policy(out / "policy").select(state, 5)
-    diverse = load_policy(out / "policy", shortlist=3).select(state, 5)
-    assert len(set(diverse.tolist())) == 5 and np.isin(diverse, state.unlabelled).all()
-    emb = state.pool_embedding()
-
-    def min_gap(idx):
-        d = np.linalg.norm(emb[idx][:, None] - emb[idx][None], axis=-1)
-        return d[~np.eye(len(idx), dtype=bool)].min()
-
-    assert min_gap(diverse) >= min_gap(plain) - 1e-9
-    assert np.array_equal(diverse, load_policy(out / "policy", shortlist=3).select(state, 5))
 
 
 def test_shipped_configs_parse_and_the_embedded_default_is_the_embedded_study():

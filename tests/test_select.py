@@ -273,7 +273,7 @@ def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, batch_poli
 
     st = al_state
     pol = load_policy({"random": policy_dir, "batches": batch_policy_dir, "batches-margin-pool": margin_pool_policy_dir}[proposals],
-                      shortlist=3, prefilter=prefilter)
+                      prefilter=prefilter)
     margin_pool = 3 if proposals == "batches-margin-pool" else 0
     proposals = proposals.split("-")[0]
     calls = []

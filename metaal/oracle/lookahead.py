@@ -95,7 +95,6 @@ class OracleConfig:
     horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
     metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
     margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
-    repeats: int = 1  # batch mode: retrains averaged per batch (oracle.batch.batch_gains)
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -116,10 +115,6 @@ class OracleConfig:
             raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
         if self.margin_pool and self.mode != "batch":
             raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
-        if int(self.repeats) < 1:
-            raise MetaalError(f"oracle repeats must be at least 1, got {self.repeats}")
-        if int(self.repeats) > 1 and self.mode != "batch":
-            raise MetaalError("repeats applies to the batch oracle only (--oracle batch)")
         if self.metric not in ORACLE_METRICS:
             raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
         if self.metric == "accuracy" and self.mode == "first-order":
@@ -128,10 +123,7 @@ class OracleConfig:
             raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if int(d["repeats"]) == 1:  # the default: stores written before the option existed keep their identity
-            d.pop("repeats")
-        return d
+        return asdict(self)
 
 
 @dataclass

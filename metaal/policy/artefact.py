@@ -105,7 +105,7 @@ def build_scorer(info: dict, where: str) -> torch.nn.Module:
 
 
 def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu", max_candidates: int | None = None,
-                shortlist: int | None = None, prefilter: int | None = None, margin_prior: float = 0.0) -> Policy:
+                prefilter: int | None = None) -> Policy:
     """Load a policy directory written by ``metaal.distill`` (json + scorer.pt only)."""
     path = Path(path)
     meta = read_meta(path)
@@ -118,7 +118,7 @@ def load_policy(path: str | Path, trust_pickle: bool = False, device: str = "cpu
         raise MetaalError(f"{where}: scorer file {name!r} must be a plain file name in the policy directory")
     _load_weights(path, meta, scorer, path / name, trust_pickle)
     return Policy(scorer, meta, path=path, device=device, max_candidates=max_candidates, trust_pickle=trust_pickle,
-                  shortlist=shortlist, prefilter=prefilter, margin_prior=margin_prior)
+                  prefilter=prefilter)
 
 
 def _first_line(exc: BaseException) -> str:

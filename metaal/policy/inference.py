@@ -13,7 +13,7 @@ import torch
 
 from metaal.acquisition import features, scores
 from metaal.acquisition.features import FeatureExtractor
-from metaal.acquisition.ops import k_center_greedy, smallest_margins, uncertain_pool
+from metaal.acquisition.ops import smallest_margins, uncertain_pool
 from metaal.acquisition.proposals import heuristic_batches, union_candidates
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
@@ -24,17 +24,14 @@ class Policy(Strategy):
     description = "a distilled acquisition policy (metaal distill)"
 
     def __init__(self, scorer: torch.nn.Module, meta: dict, path: str | Path | None = None, device: str = "cpu",
-                 max_candidates: int | None = None, trust_pickle: bool = False, shortlist: int | None = None,
-                 prefilter: int | None = None, margin_prior: float = 0.0):
+                 max_candidates: int | None = None, trust_pickle: bool = False, prefilter: int | None = None):
         self.scorer = scorer.to(device).eval()
         self.meta = meta
         self.path = None if path is None else Path(path)
         self.device = torch.device(device)
         self.max_candidates = max_candidates
         self.trust_pickle = trust_pickle
-        self.shortlist = shortlist  # if set: top shortlist*n by score, then farthest-point among them
         self.prefilter = prefilter  # if set: featurise only the smallest-margin candidates (prefilter_size)
-        self.margin_prior = check_margin_prior(margin_prior, self.proposals)
         # features distillation held at 0 (DistillConfig.drop_features): zeroed here as well
         self._dropped = features.feature_columns(meta.get("dropped_features") or [])
         self._count_context = str(meta.get("count_context") or "raw")  # DistillConfig.count_context
@@ -54,21 +51,6 @@ class Policy(Strategy):
         with torch.no_grad():
             return self.scorer(x, c)[0].cpu().numpy().astype(np.float64)
 
-    def choice_scores(self, feats: np.ndarray, context: np.ndarray) -> np.ndarray:
-        """The scores picks are made by: ``score`` plus ``margin_prior`` for every item of margin's own batch.
-
-        A gain scorer (``metaal run``'s) predicts each candidate's rank percentile (0 worst .. 1 best) among
-        the heuristics' batches, so the prior is in those units: an item outside margin's batch is picked over
-        one inside only where the policy ranks it more than ``margin_prior`` higher.  0 is the plain policy;
-        from about 1 on the picks are margin's.  Why: where the expert's choice cannot be told from the
-        features, imitating it learns noise, and margin is at least consistent; the prior keeps the policy's
-        choice where it is sure.
-        """
-        s = self.score(feats, context)
-        if self.margin_prior:
-            s = s + self.margin_prior * (np.asarray(feats)[:, _IN_MARGIN] > 0.5)
-        return s
-
     @property
     def margin_pool(self) -> int:
         """Batch proposals: drawn from the margin_pool * n smallest-margin items, as the expert's were (0: all)."""
@@ -76,8 +58,8 @@ class Policy(Strategy):
 
     @property
     def choice(self) -> str:
-        """How a batch is built (DistillConfig.choice): "items" one by one by score, or "batch": the
-        heuristic batch whose items score highest on average."""
+        """How a batch is built: "items" one by one by score, or "batch" (policies distilled with the retired
+        ``--choice batch``): the heuristic batch whose items score highest on average."""
         return str(self.meta.get("choice") or "items")
 
     @property
@@ -100,30 +82,22 @@ class Policy(Strategy):
         if self.proposals == "batches":  # after any pre-filter: coreset and BADGE then run on a bounded set
             batches = heuristic_batches(state, n, uncertain_pool(state, n, self.margin_pool, cands))
             cands = union_candidates(batches)
-        fe = FeatureExtractor(state, cands, batches=batches)
-        lab_emb = state.pool_embedding()[state.labelled].astype(np.float64) if self.shortlist else None
-        positions, _ = self.choose(fe, n, lab_emb)
+        positions, _ = self.choose(FeatureExtractor(state, cands, batches=batches), n)
         return cands[positions]
 
-    def choose(self, fe, n: int, labelled_embedding: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Positions into ``fe.candidates`` of n picks in order, and the policy's score of each pick.
-
-        With ``shortlist``: the best ``shortlist * n`` by score, then farthest-point among them in the
-        embedding space (``labelled_embedding`` (L, E) are the centres to stay away from).  Without it:
-        one pick at a time, features updated after each pick.
-        """
+    def choose(self, fe, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions into ``fe.candidates`` of n picks in order, and the policy's score of each pick:
+        one pick at a time, features updated after each pick."""
         if self.choice == "batch":
             feats, ctx = fe.features(batch_size=n)
-            s = self.choice_scores(feats, ctx)
+            s = self.score(feats, ctx)
             picks = best_batch(feats, s, n)
             return picks, s[picks]
-        if self.shortlist:
-            return self._diverse_batch(fe, n, labelled_embedding)
         taken = np.zeros(len(fe.candidates), bool)
         picks, picked_scores = [], []
         for _ in range(n):
             feats, ctx = fe.features(batch_size=n)
-            s = self.choice_scores(feats, ctx)
+            s = self.score(feats, ctx)
             s[taken] = -np.inf
             pos = int(np.argmax(s))
             taken[pos] = True
@@ -131,15 +105,6 @@ class Policy(Strategy):
             picked_scores.append(s[pos])
             fe.mark_selected(pos)
         return np.asarray(picks, dtype=np.int64), np.asarray(picked_scores, dtype=np.float64)
-
-    def _diverse_batch(self, fe, n: int, labelled_embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Single-candidate scores are redundant within a batch: shortlist the best, then spread out."""
-        feats, ctx = fe.features(batch_size=n)
-        s = self.choice_scores(feats, ctx)
-        top = np.argsort(-s, kind="stable")[: max(n, int(self.shortlist) * n)]
-        centres = np.zeros((0, fe.candidate_embedding.shape[1])) if labelled_embedding is None else labelled_embedding
-        picks = top[k_center_greedy(fe.candidate_embedding[top], np.asarray(centres, dtype=np.float64), n)]
-        return picks, s[picks]
 
     def d3rlpy_model(self):
         """The d3rlpy algorithm saved beside the scorer (a pickle: needs trust_pickle=True)."""
@@ -151,24 +116,6 @@ class Policy(Strategy):
         from metaal.policy.networks import load_d3rlpy_model  # registers the custom factories first
 
         return load_d3rlpy_model(self.path / name, device=str(self.device))
-
-
-_IN_MARGIN = features.FEATURE_NAMES.index("in_margin")
-
-
-def check_margin_prior(weight: float, proposals: str | None = None) -> float:
-    """The prior weight, refused where it could not act (negative, or, when the policy's ``proposals`` are
-    given, candidates not drawn from the heuristics' batches)."""
-    try:
-        weight = float(weight or 0.0)
-    except (TypeError, ValueError):
-        raise MetaalError(f"--policy-margin-prior must be a number, got {weight!r}") from None
-    if not np.isfinite(weight) or weight < 0:
-        raise MetaalError(f"--policy-margin-prior must be 0 or more, got {weight}")
-    if weight and proposals is not None and proposals != "batches":
-        raise MetaalError("--policy-margin-prior needs a policy whose candidates are the heuristics' batches "
-                          "(distilled from a batch-oracle store); this policy draws them at random")
-    return weight
 
 
 def batch_mean_scores(members: np.ndarray, scores: np.ndarray) -> np.ndarray:
