@@ -688,7 +688,7 @@ def _stderr(message: str) -> None:
 def check_distill(stores: list[str] | str | Trajectories, cfg: DistillConfig, out_dir: str | Path | None):
     """Every input of a distill, checked before its first training step, all problems reported together
     and nothing written: the settings, the stores (exist, readable to the last chunk, one schema and K,
-    committed steps, a batch-oracle store for ``choice='batch'``) and the policy location (a policy or
+    committed steps) and the policy location (a policy or
     nothing, not a file, writable).  Returns the loaded trajectories and their sources."""
     from metaal.errors import Problems
     from metaal.io import check_output_dir
@@ -701,9 +701,6 @@ def check_distill(stores: list[str] | str | Trajectories, cfg: DistillConfig, ou
         trajs, sources = _load(stores)
         where = ", ".join(str(s.get("path") or "trajectories") for s in sources)
         _check_store(trajs, where)
-        if cfg.choice == "batch" and (trajs.attrs.get("oracle") or {}).get("mode") != "batch":
-            raise MetaalError(f"choice 'batch' needs a store generated with the batch oracle ({where} was not): "
-                              "its candidates are the heuristics' batches")
     if out_dir is not None:
         out_dir = Path(out_dir)
         with problems.check():
