@@ -33,7 +33,7 @@ _EXPORTS = {
     "select_next": "metaal.select",
     "rank_pool": "metaal.select",
     "Selection": "metaal.select",
-    "load_pool": "metaal.select",
+    "load_pool": "metaal.tasks.pools",
     "run_study": "metaal.run",
     "default_study": "metaal.run",
 }

@@ -24,6 +24,15 @@ BACKENDS = ("local", "ray")
 RAY_HINT = "--backend ray needs Ray: pip install 'metaal[ray]'"
 
 
+def local_pool(workers: int):
+    """The one local process pool, beside Ray: generate's shard writers and transfer-eval's (task, seed) groups.
+    Spawned processes, because torch and fork do not mix."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+
 def check_backend_options(backend: str, address: str | None = None, gpus: float = 0.0,
                           gpus_option: str = "--gpus-per-episode") -> None:
     """One-line errors for options that do not go together."""

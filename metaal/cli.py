@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from metaal.distill.config import ALGOS, COUNT_CONTEXTS, GAIN_TARGETS
+from metaal.distill.config import DistillConfig as DISTILL  # option defaults live in the config (torch-free)
 from metaal.errors import MetaalError
 
 
@@ -49,14 +51,14 @@ def _setup_threads(threads: int | None) -> int:
 def learner_options(f):
     """Options shared by every command that trains the learner."""
     opts = [
-        click.option("--model", default="auto", show_default=True, help="auto (MLP for tabular, CNN for images), mlp, cnn or resnet18."),
+        click.option("--model", default="auto", show_default=True, help="auto (MLP or CNN), mlp, cnn or resnet18."),
         click.option("--epochs-steps", "train_steps", type=int, default=100, show_default=True, help="Optimiser steps per training round."),
-        click.option("--warm-start/--from-scratch", default=False, show_default=True, help="Continue from the last round's weights instead of retraining from the initial weights."),
+        click.option("--warm-start/--from-scratch", default=False, help="Each round from the last weights (default: from scratch)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS; small models are fastest on 1)."),
-        click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of local torchvision data sets (or $METAAL_DATA_ROOT)."),
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS)."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None, help="torchvision data root (or $METAAL_DATA_ROOT)."),
         click.option("--label-column", default="label", show_default=True, help="Label column of csv: tasks."),
-        click.option("--download", is_flag=True, help="Let torchvision tasks download missing data sets into --data-root."),
+        click.option("--download", is_flag=True, help="Let torchvision tasks download into --data-root."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -78,14 +80,42 @@ def loop_options(budget: int = 200):
     return decorate
 
 
-TRUST_PICKLE_HELP = ("Let the policy's pickle-based files be loaded: d3rlpy's model.d3 (used when a policy has no "
-                     "scorer.pt) or a scorer saved as a full pickle. Unpickling a file can run any code it contains, "
-                     "so pass this only for a policy from a source you trust; policies written by `metaal distill` "
-                     "never need it.")
+# pickles can run code when loaded: policies written by `metaal distill` never need this (metaal.policy.artefact)
+TRUST_PICKLE_HELP = "Allow a trusted policy's pickles (they can run code)."
 
 
 def trust_pickle_option(f):
     return click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)(f)
+
+
+def eval_options(strategies: str, which: str, seeds: int, section: str):
+    """The options transfer-eval and benchmark share (one list, so the two cannot drift apart)."""
+
+    def decorate(f):
+        for opt in reversed([
+            click.option("--strategies", default=strategies,
+                         help=f"Comma list (`metaal strategies`; default: {which}); random always runs."),
+            click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy'."),
+            click.option("--policy-candidates", type=int, default=None,
+                         help="The policy scores this many random items a round (default: all)."),
+            click.option("--seeds", type=int, default=seeds, show_default=True, help="Seeds per task (paired across strategies)."),
+            click.option("--seed", type=int, default=0, show_default=True, help="First seed."),
+            loop_options(),
+            learner_options,
+            click.option("--workers", type=int, default=1, show_default=True, help="Local processes; results do not depend on it."),
+            click.option("--stack/--no-stack", default=False, help="A task's runs in lockstep, trained as one (default: no)."),
+            click.option("--backend", type=click.Choice(["local", "ray"]), default="local", help="ray: each run a Ray task."),
+            click.option("--gpus-per-run", type=float, default=0.0, help="--backend ray: GPUs per run (fractions share one)."),
+            click.option("--address", default=None, help="--backend ray: cluster (auto or HOST:PORT; default: local)."),
+            click.option("--config", "config_file", type=click.Path(), default=None, help=f"TOML file; [{section}] sets any option."),
+            trust_pickle_option,
+            click.option("--out", required=True, type=click.Path(), help="Results directory (a rerun resumes)."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]):
+            f = opt(f)
+        return f
+
+    return decorate
 
 
 def handle_errors(f):
@@ -202,30 +232,9 @@ def _eval_config(p: dict, tasks: list[str]):
 
 
 @cli.command("transfer-eval")
-@click.option("--tasks", help="Comma list of task specs (see `metaal datasets`).")
-@click.option("--strategies", default="random,margin,entropy,least_confidence,bald,coreset,badge", show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
-@click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
-@click.option("--policy-candidates", type=int, default=None,
-              help="Let the policy score this many random unlabelled items per round (default: the whole pool).")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (paired across strategies).")
-@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
-@loop_options()
-@learner_options
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Local processes running (task, seed) groups side by side (each with --threads threads); "
-                   "the results do not depend on it.")
-@click.option("--stack/--no-stack", default=False, show_default=True,
-              help="Advance the runs of a task in lockstep and train each round's models as one stacked computation "
-                   "(equal to float32 rounding); --no-stack: one run at a time, the reference loop.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
-@click.option("--gpus-per-run", type=float, default=0.0, show_default=True,
-              help="--backend ray: GPUs each run's task asks for (fractions share a GPU); --device auto then uses it.")
-@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [evaluate] table sets any option above.")
-@trust_pickle_option
-@click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--tasks", help="Task specs, comma-separated (`metaal datasets`).")
+@eval_options("random,margin,entropy,least_confidence,bald,coreset,badge", "the seven heuristics", seeds=3,
+              section="evaluate")
 @click.pass_context
 @handle_errors
 def transfer_eval(ctx, **p):
@@ -255,33 +264,15 @@ BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,ty
 
 
 @cli.command()
-@click.option("--suite", default=None, help="A suite of the task split: heldout, tuning, sources or fold:K (see `metaal datasets --suite`).")
-@click.option("--splits", type=click.Path(dir_okay=False), default=None, help="Task split file (default: the one shipped with metaal).")
+@click.option("--suite", default=None, help="A suite of the task split: heldout, tuning, sources or fold:K.")
+@click.option("--splits", type=click.Path(dir_okay=False), default=None, help="Task split file (default: metaal's own).")
 @click.option("--tasks", default=None, help="Or a comma list of task specs instead of a suite.")
-@click.option("--strategies", default=BENCH_STRATEGIES, show_default=True, help="Comma list (see `metaal strategies`); random is always included.")
-@click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds the strategy 'policy'.")
-@click.option("--policy-candidates", type=int, default=None, help="As transfer-eval.")
-@click.option("--reference", default=None, help="The strategy tested against every other one (default: policy when given, else margin).")
-@click.option("--seeds", type=int, default=10, show_default=True, help="Seeds per task (paired across strategies).")
-@click.option("--seed", type=int, default=0, show_default=True, help="First seed.")
-@loop_options()
-@learner_options
-@click.option("--workers", type=int, default=1, show_default=True, help="Local processes running (task, seed) groups side by side.")
-@click.option("--stack/--no-stack", default=False, show_default=True,
-              help="As transfer-eval: a task's runs in lockstep, each round's retrains as one stacked computation.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: every (task, strategy, seed) run is a Ray task (pip install 'metaal[ray]').")
-@click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="--backend ray: GPUs each run's task asks for.")
-@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [benchmark] table sets any option above.")
-@trust_pickle_option
-@click.option("--out", required=True, type=click.Path(), help="Results directory (resumes: finished runs are kept).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--reference", default=None, help="Tested against every other (default: policy, else margin).")
+@eval_options(BENCH_STRATEGIES, "nine heuristics", seeds=10, section="benchmark")
 @click.pass_context
 @handle_errors
 def benchmark(ctx, **p):
-    """transfer-eval over a suite of tasks, with statistics over tasks: mean ranks, Friedman test and a
-    critical-difference diagram, Wilcoxon-Holm against the reference, normalised and early/late AULC."""
+    """transfer-eval over a suite of tasks, then statistics over tasks (ranks, Friedman, CD diagram, Wilcoxon-Holm)."""
     from metaal.bench_report import REPORT_FILE, format_benchmark
     from metaal.benchmark import benchmark as run
     from metaal.benchmark import suite_tasks
@@ -313,41 +304,34 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 
 
 @cli.command()
-@click.option("--tasks", help="Comma list of source task specs; each episode draws one (synthetic draws a new task per episode).")
-@click.option("--episodes", type=int, default=8, show_default=True)
-@click.option("--candidates", "-K", type=int, default=32, show_default=True, help="K candidates scored by the oracle per round.")
+@click.option("--tasks", help="Source task specs, comma-separated; each episode draws one.")
+@click.option("--episodes", type=int, default=8, show_default=True, help="Expert episodes.")
+@click.option("--candidates", "-K", type=int, default=32, show_default=True, help="Candidates the oracle scores a round.")
 @loop_options(budget=60)
-@click.option("--oracle", "oracle_mode", default="finetune", show_default=True,
-              type=click.Choice(["finetune", "retrain", "first-order", "batch"]),
-              help="finetune/retrain/first-order: single-candidate lookaheads; batch: each heuristic's batch retrained "
-                   "(needs --candidates >= 6 x --query-size).")
-@click.option("--proposals", default="random", show_default=True, type=click.Choice(["random", "heuristics"]),
-              help="How the K candidates of a lookahead oracle are drawn: uniformly, or the heuristics' top picks.")
-@click.option("--oracle-horizon", type=int, default=1, show_default=True,
-              help="Batch oracle: rounds until the gain is measured (the batch, then margin rounds).")
-@click.option("--oracle-metric", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
-              help="What the expert maximises: the validation loss gain, or the accuracy gain (loss breaking ties).")
-@click.option("--oracle-margin-pool", type=int, default=0, show_default=True,
-              help="Batch oracle: draw the heuristics' batches from the M x query-size smallest-margin items (0: all).")
-@click.option("--oracle-steps", type=int, default=10, show_default=True, help="S optimiser steps of a finetune lookahead.")
+@click.option("--oracle", "oracle_mode", default="finetune", type=click.Choice(["finetune", "retrain", "first-order", "batch"]),
+              metavar="MODE", help="finetune (default), retrain, first-order or batch.")
+@click.option("--proposals", default="random", type=click.Choice(["random", "heuristics"]), metavar="HOW",
+              help="Lookahead candidates: random (default) or the heuristics' picks.")
+@click.option("--oracle-horizon", type=int, default=1, help="Batch oracle: rounds until the gain is measured (1).")
+@click.option("--oracle-metric", type=click.Choice(["loss", "accuracy"]), default="loss", metavar="METRIC",
+              help="The expert maximises the loss (default) or accuracy gain.")
+@click.option("--oracle-margin-pool", type=int, default=0, help="Batch oracle: from the M x n smallest margins (0: all).")
+@click.option("--oracle-steps", type=int, default=10, show_default=True, help="Optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
-@click.option("--oracle-chunk", type=int, default=None, help="Candidates per batched lookahead chunk (bounds memory; default automatic).")
-@click.option("--rollin", default="expert", show_default=True, help="expert, random, a strategy name, or policy:DIR.")
-@click.option("--beta", type=float, default=0.5, show_default=True, help="Probability of taking the expert's pick when --rollin is not expert.")
+@click.option("--oracle-chunk", type=int, default=None, help="Candidates per lookahead chunk (default: automatic).")
+@click.option("--rollin", default="expert", show_default=True, help="expert, random, a strategy or policy:DIR.")
+@click.option("--beta", type=float, default=0.5, show_default=True, help="Chance of the expert's pick (other --rollin).")
 @learner_options
-@click.option("--workers", type=int, default=None,
-              help="Processes, each writing its own shard (default 1); with --backend ray: episodes run at once (default: what the cluster fits).")
-@click.option("--shard", default=None, help="i/N: generate only this deterministic slice of the episodes (job arrays).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: every episode is a Ray task writing its own shard (pip install 'metaal[ray]').")
-@click.option("--address", default=None, help="--backend ray: a running cluster (auto or HOST:PORT); default: a local Ray instance.")
-@click.option("--gpus-per-episode", type=float, default=0.0, show_default=True,
-              help="--backend ray: GPUs each episode task asks for (fractions share a GPU); --device auto then uses it.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [generate] table sets any option above.")
-@click.option("--overwrite", is_flag=True, help="Replace a store made with different settings.")
+@click.option("--workers", type=int, default=None, help="Processes, a shard each (1); ray: episodes at once.")
+@click.option("--shard", default=None, help="i/N: only this slice of the episodes (job arrays).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", help="ray: each episode a Ray task.")
+@click.option("--address", default=None, help="--backend ray: cluster (auto or HOST:PORT; default: local).")
+@click.option("--gpus-per-episode", type=float, default=0.0, help="--backend ray: GPUs per episode (fractions share one).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of tasks, splits and episodes.")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; [generate] sets any option.")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @trust_pickle_option
-@click.option("--out", required=True, type=click.Path(), help="Zarr store (rerun the same command to resume).")
+@click.option("--out", required=True, type=click.Path(), help="Zarr store (a rerun resumes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 @handle_errors
@@ -405,23 +389,23 @@ def inspect(path, trust_pickle):
 
 @cli.command()
 @click.argument("stores")
-@click.option("--algo", type=click.Choice(["gain", "bc", "cql", "bcq"]), default="gain", show_default=True,
+@click.option("--algo", type=click.Choice(list(ALGOS)), default=DISTILL.algo, show_default=True,
               help="gain: regression of every candidate's oracle gain (rank targets); bc: imitation (DiscreteBC); "
                    "cql/bcq: offline RL.")
-@click.option("--target", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+@click.option("--target", type=click.Choice(list(GAIN_TARGETS)), default=DISTILL.target, show_default=True,
               help="gain: which oracle gain is ranked (accuracy: validation accuracy gain, loss breaking ties).")
-@click.option("--steps", type=int, default=2000, show_default=True, help="Gradient steps.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--hidden", type=int, default=64, show_default=True, help="Width of the per-candidate network.")
+@click.option("--steps", type=int, default=DISTILL.steps, show_default=True, help="Gradient steps.")
+@click.option("--batch-size", type=int, default=DISTILL.batch_size, show_default=True, help="Stored steps per minibatch.")
+@click.option("--lr", type=float, default=DISTILL.lr, show_default=True, help="Adam learning rate.")
+@click.option("--hidden", type=int, default=DISTILL.hidden, show_default=True, help="Width of the per-candidate network.")
 @click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
               "see `metaal inspect` for the names).")
-@click.option("--count-context", type=click.Choice(["raw", "per-class"]), default="raw", show_default=True,
+@click.option("--count-context", type=click.Choice(list(COUNT_CONTEXTS)), default=DISTILL.count_context, show_default=True,
               help="The label count the policy sees: as stored, or per-class: log((1 + labelled) / classes) in place "
                    "of log_labelled, log_classes held at 0 (as `metaal run`).")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of episodes held out for validation.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--val-fraction", type=float, default=DISTILL.val_fraction, show_default=True, help="Share of episodes held out for validation.")
+@click.option("--seed", type=int, default=DISTILL.seed, show_default=True, help="Initialisation, minibatches, held-out episodes.")
+@click.option("--device", default=DISTILL.device, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [distill] table sets any option above.")
 @click.option("--verbose", is_flag=True, help="Show d3rlpy's own output and keep its logs in OUT/d3rlpy_logs.")

@@ -315,10 +315,10 @@ def _by_round(selected: list[int], sizes: list[int]) -> list[list[int]]:
 def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threads: int, stack: bool = False):
     """Finished runs, as they finish, of (task, seed, strategies) groups spread over ``workers`` processes."""
     import concurrent.futures as cf
-    import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")  # torch and fork do not mix
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx) as pool:
+    from metaal.backends import local_pool
+
+    with local_pool(min(workers, len(groups))) as pool:
         futures = [pool.submit(_group_runs, config, str(out), spec, seed, names, threads, stack)
                    for spec, seed, names in groups]
         try:

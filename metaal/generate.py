@@ -427,13 +427,14 @@ def _shard_name(sl, workers: int, index: int) -> str:
 
 
 def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_done, threads: int = 1) -> None:
-    ctx = mp.get_context("spawn")  # torch and fork do not mix
+    from metaal.backends import local_pool
+
     # Both are shut down on the way out and the workers always exit on their own (a failure stops the
     # others through ``stop``), so no semaphore is left for the resource tracker to warn about.
-    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
+    with mp.get_context("spawn").Manager() as manager, local_pool(workers) as pool:
         events, stop = manager.Queue(), manager.Event()
-        args = [(config, out, i, workers, _shard_name(None, workers, i), events, stop, threads) for i in range(workers)]
-        pending = pool.map_async(_worker, args)
+        pending = [pool.submit(_worker, (config, out, i, workers, _shard_name(None, workers, i), events, stop, threads))
+                   for i in range(workers)]
         finished, failure = 0, None
         while finished < workers:
             kind, value = events.get()
@@ -446,9 +447,8 @@ def _run_workers(config: GenerateConfig, out: str, workers: int, bar, episode_do
                 if kind in ("error", "crash") and failure is None:
                     failure = MetaalError(value) if kind == "error" else RuntimeError(f"a generate worker failed:\n{value}")
                     stop.set()
-        pending.get()
-        pool.close()  # let the workers exit on their own (the with-block would terminate them)
-        pool.join()
+        for done in pending:
+            done.result()
         if failure is not None:
             raise failure
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from metaal.errors import MetaalError
-from metaal.select import load_pool, read_labels_csv
+from metaal.tasks.pools import load_pool, read_labels_csv
 from metaal.tasks.sources import load_csv, load_npz
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

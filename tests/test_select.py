@@ -15,7 +15,8 @@ from metaal.acquisition.ops import top_k
 from metaal.cli import cli
 from metaal.errors import MetaalError
 from metaal.registry import get_strategy
-from metaal.select import ArrayOutputs, load_image_folder, policy_features, rank_pool, select_next
+from metaal.select import ArrayOutputs, policy_features, rank_pool, select_next
+from metaal.tasks.pools import load_image_folder
 
 NAMES = np.array(["cat", "dog", "eel", "fox"])
 STEPS = ["--epochs-steps", "40"]

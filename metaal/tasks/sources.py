@@ -168,6 +168,21 @@ def read_npz(spec: str, path: str, names: tuple[str, ...]) -> list[np.ndarray]:
         raise MetaalError(f"{spec}: cannot read as .npz ({type(exc).__name__}: {text})") from None
 
 
+def read_csv_rows(spec: str, path: str) -> tuple[list[str], list[list[str]]]:
+    """(header, data rows) of a CSV file, blank lines skipped, or a one-line error (missing, unreadable, no data row)."""
+    file = Path(path).expanduser()
+    if not path or not file.is_file():
+        raise MetaalError(f"{spec}: file not found")
+    try:
+        with open(file, newline="") as fh:
+            rows = [r for r in _csv.reader(fh) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, _csv.Error) as exc:
+        raise MetaalError(f"{spec}: cannot read ({exc})") from None
+    if len(rows) < 2:
+        raise MetaalError(f"{spec}: needs a header row and at least one data row")
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
 def load_npz(path: str) -> Dataset:
     spec = f"npz:{path}"
     X, y = read_npz(spec, path, ("X", "y"))
@@ -176,23 +191,10 @@ def load_npz(path: str) -> Dataset:
 
 def load_csv(path: str, label_column: str = "label") -> Dataset:
     spec = f"csv:{path}"
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise MetaalError(f"{spec}: file not found")
-    try:
-        with open(file, newline="") as fh:
-            rows = list(_csv.reader(fh))
-    except (OSError, UnicodeDecodeError, _csv.Error) as exc:
-        raise MetaalError(f"{spec}: cannot read ({exc})") from None
-    if len(rows) < 2:
-        raise MetaalError(f"{spec}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
+    header, body = read_csv_rows(spec, path)
     if label_column not in header:
         raise MetaalError(f"{spec}: no label column '{label_column}' (columns: {', '.join(header)}); set --label-column")
     j = header.index(label_column)
-    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
-    if not body:
-        raise MetaalError(f"{spec}: needs a header row and at least one data row")
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise MetaalError(f"{spec}: line {i} has {len(r)} fields, header has {len(header)}")
