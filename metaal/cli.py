@@ -258,8 +258,7 @@ def transfer_eval(ctx, **p):
     click.echo(f"\nreport: {os.path.join(p['out'], 'report.md')}  (summary.json, curves.csv, curve_*.png beside it)")
 
 
-# the policy-shortlist and margin-prior levers were tried and not adopted (issue 24 retires them): not offered here
-BENCH_KEYS = (EVAL_KEYS - {"policy_shortlist", "policy_margin_prior"}) | {"suite", "splits", "reference"}
+BENCH_KEYS = EVAL_KEYS | {"suite", "splits", "reference"}
 BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,typiclust,probcover"
 
 
