@@ -37,6 +37,14 @@ def test_run_quick_leaves_every_stage_and_prints_the_table(quick_run):
     from metaal.run import DEFAULT_SOURCES
 
     assert not set(tasks) & set(DEFAULT_SOURCES), "targets must be held out from the sources"
+    # the default study runs on the task split: KEEL sources, held-out targets with digits and breast_cancer,
+    # and prints the statistics over its targets (metaal benchmark's, written beside the results)
+    meta_store = read_trajectories(out / "store.zarr").attrs["config"]
+    assert meta_store["tasks"] and all(t.startswith("keel:") for t in meta_store["tasks"])
+    assert {"sklearn:digits", "sklearn:breast_cancer"} <= set(tasks) and len(tasks) >= 3
+    bench = json.loads((out / "results" / "benchmark.json").read_text())
+    assert bench["tasks"] == tasks and bench["reference"] == "policy"
+    assert "across tasks:" in output and "mean rank over tasks" in output and "Friedman p" in output
     # the policy is paired with the baselines: same start, same round-0 accuracy
     for task in tasks:
         for seed in range(res["config"]["seeds"]):

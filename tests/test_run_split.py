@@ -177,15 +177,18 @@ def test_folded_study_runs_each_fold_and_pools_the_statistics(tmp_path, monkeypa
     assert "across tasks:" in r.output and "mean rank over tasks" in r.output and "Friedman p" in r.output
 
 
-def test_the_written_out_split_study_is_split_study():
+def test_the_default_study_is_the_written_out_split_study():
     from pathlib import Path
 
-    from metaal.run import split_study, study_from_file
+    from metaal.run import DEFAULT_SOURCES, DEFAULT_TARGETS, default_study, split_study, study_from_file
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "split_default.toml"
     written, study = study_from_file(str(path)), split_study()
     for part in ("sources", "targets", "workers", "generate", "distill", "evaluate", "extra_initial", "folds"):
         assert getattr(written, part) == getattr(study, part), part
+    for quick in (False, True):  # `metaal run` without --config runs it
+        assert default_study(quick) == split_study(quick) == study_from_file(None, quick=quick)
+    assert (DEFAULT_SOURCES, DEFAULT_TARGETS) == (study.sources, study.targets)
 
 
 def test_the_full_study_config_runs_every_fold_and_held_out_task_with_10_seeds():
