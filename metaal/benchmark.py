@@ -46,7 +46,7 @@ def check_benchmark(config: EvalConfig, out: str | Path, reference: str | None, 
 
 
 def benchmark(config: EvalConfig, out: str | Path, *, reference: str | None = None, suite: str | None = None,
-              progress: bool = True, stack: bool = False, **run_options) -> tuple[dict, dict]:
+              progress: bool = True, stack: bool = True, **run_options) -> tuple[dict, dict]:
     """Run (or resume) every (task, seed, strategy) of ``config`` in ``out`` as transfer-eval does, then write
     benchmark.json, benchmark.md and cd_diagram.png beside its files.  ``stack`` and ``run_options`` go to
     transfer_eval (backend, address, gpus_per_run, threads, workers).  Returns (transfer-eval results, benchmark)."""

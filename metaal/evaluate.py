@@ -100,7 +100,7 @@ def run_path(out: Path, task: str, strategy: str, seed: int) -> Path:
 
 def transfer_eval(config: EvalConfig, out: str | Path, progress: bool = True, *, backend: str = "local",
                   address: str | None = None, gpus_per_run: float = 0.0, threads: int = 1, workers: int = 1,
-                  stack: bool = False, locked: bool = False) -> dict:
+                  stack: bool = True, locked: bool = False) -> dict:
     """Run every (task, seed, strategy) not already finished in ``out``; return the results dict.
 
     ``workers`` > 1 (local backend): that many processes, each running whole (task, seed) groups with

@@ -27,7 +27,7 @@ from metaal.acquisition.proposals import heuristic_batches, union_candidates
 from metaal.oracle.lookahead import expert_key
 
 REPEAT_SEED_STRIDE = 1_000_003  # repeat k retrains with round_seed + k * stride: never another round's seed
-STACK = False  # batch_gains' default: one stacked retrain of every batch (True) or one retrain after another
+STACK = True  # batch_gains' default: one stacked retrain of every batch (True) or one retrain after another
 
 
 def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed: int,
