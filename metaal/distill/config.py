@@ -1,12 +1,12 @@
 """The settings of one distillation: ``DistillConfig`` holds the shared fields and each algorithm's own, flat, as the
 CLI and TOML name them; ``algo_config()`` gives the chosen algorithm's config.  One config class per algorithm
-(d3rlpy's ``XConfig`` style), found by name in ``TRAINERS``; its ``train`` runs the algorithm's trainer
-(``gain``: ``metaal.distill.gain``; ``bc``/``cql``/``bcq``: ``metaal.distill.offline``)."""
+(d3rlpy's ``XConfig`` style), found by name in ``TRAINERS``.  The trainers (``gain``: ``metaal.distill.gain``;
+``bc``/``cql``/``bcq``: ``metaal.distill.offline``) import these configs, never the other way round:
+``metaal.distill.job.train`` picks the trainer."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from metaal.errors import MetaalError
@@ -14,8 +14,6 @@ from metaal.errors import MetaalError
 if TYPE_CHECKING:  # the configs import nothing heavy: the CLI reads its defaults from them
     import torch
 
-    from metaal.distill.checkpoint import Checkpoints
-    from metaal.store.records import Trajectories
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,13 +22,6 @@ class GainConfig:
 
     name: ClassVar[str] = "gain"
     target: str = "loss"
-
-    def train(self, trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None, work_dir):
-        """(scorer, training summary, None: no d3rlpy model)."""
-        from metaal.distill.gain import train_gain
-
-        scorer, summary = train_gain(trajs, train_ids, cfg, self.target, bar, ckpt)
-        return scorer, summary, None
 
 
 def _identity_q(cfg: DistillConfig, enc, gamma: float, target_update_interval: int) -> dict:
@@ -45,12 +36,6 @@ def _identity_q(cfg: DistillConfig, enc, gamma: float, target_update_interval: i
 class D3rlpyConfig:
     """What d3rlpy's algorithms share here: ``d3rlpy_config`` (the algorithm's d3rlpy config), ``scorer`` (the
     plain-PyTorch scorer taken out of the trained modules) and one training loop (``train_d3rlpy``)."""
-
-    def train(self, trajs: Trajectories, train_ids, cfg: DistillConfig, bar, ckpt: Checkpoints | None, work_dir: Path):
-        """(scorer, training summary, the d3rlpy algorithm: saved beside the scorer)."""
-        from metaal.distill.offline import train_d3rlpy
-
-        return train_d3rlpy(self, trajs, train_ids, cfg, work_dir, bar, ckpt)
 
     def scorer(self, mods: dict, F: int, G: int, hidden: int) -> torch.nn.Module:
         from metaal.policy.networks import CandidateScorer

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 from metaal.acquisition import features
 from metaal.acquisition.agreement import decision_metrics, heuristic_metrics
 from metaal.distill.checkpoint import STAGING_DIR, Checkpoints, checkpoint_key, commit, prepare_out
-from metaal.distill.config import DistillConfig
+from metaal.distill.config import DistillConfig, GainConfig
 from metaal.distill.data import check_store, load_sources, policy_inputs, split_episodes, subset_steps
-from metaal.distill.offline import quiet
+from metaal.distill.gain import train_gain
+from metaal.distill.offline import quiet, train_d3rlpy
 from metaal.errors import MetaalError
 from metaal.io import compute_platform, provenance
 from metaal.policy.artefact import (
@@ -97,6 +98,15 @@ def check_distill(stores: list[str] | str | Trajectories, cfg: DistillConfig, ou
     return trajs, sources
 
 
+def train(cfg: DistillConfig, trajs: Trajectories, train_ids, bar, ckpt: Checkpoints | None, work_dir: Path):
+    """The chosen algorithm's trainer: (scorer, training summary, the d3rlpy algorithm or None)."""
+    algo = cfg.algo_config()
+    if isinstance(algo, GainConfig):
+        scorer, summary = train_gain(trajs, train_ids, cfg, algo.target, bar, ckpt)
+        return scorer, summary, None
+    return train_d3rlpy(algo, trajs, train_ids, cfg, work_dir, bar, ckpt)
+
+
 def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None = None, out_dir: str | Path = "policy",
             progress: bool = True, notify=_stderr) -> dict:
     """Train a policy on trajectory stores and write the artifact to ``out_dir``; returns its metadata.
@@ -120,7 +130,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             total=cfg.steps, desc=f"distill {cfg.algo}", unit="step", disable=not progress, leave=False
         ) as bar:
             t0 = time.perf_counter()
-            scorer, summary, algo = cfg.algo_config().train(trajs, train_ids, cfg, bar, ckpt, tmp)
+            scorer, summary, algo = train(cfg, trajs, train_ids, bar, ckpt, tmp)
             seconds = time.perf_counter() - t0
         resumed = int(summary.get("resumed_from_step") or 0)
 
