@@ -105,10 +105,15 @@ class Selection:
         return buf.getvalue()
 
     def write_csv(self, path: str | Path) -> None:
-        from metaal.io import atomic_write_text
+        """The CSV, and beside it ``PATH.json``: what made it (strategy, git commit, command line, versions,
+        platform), since a CSV has no place for that.  Both are written whole or not at all (renames)."""
+        from metaal.io import atomic_write_json, atomic_write_text, compute_platform, package_versions, provenance
 
         try:
             atomic_write_text(path, self.to_csv())
+            atomic_write_json(f"{path}.json", {"strategy": self.strategy, "items": len(self), "info": self.info,
+                                                "provenance": provenance(), "versions": package_versions(),
+                                                "platform": compute_platform()})
         except OSError as exc:
             raise MetaalError(f"cannot write {path}: {exc.strerror or exc}") from None
 

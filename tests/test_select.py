@@ -356,3 +356,14 @@ def test_top_k_is_lexsort_without_the_full_sort():
         n = int(rng.integers(1, 40))
         s, j, k = rng.integers(0, 4, n).astype(float), rng.random(n), int(rng.integers(0, n + 2))
         np.testing.assert_array_equal(top_k(s, k, j), np.lexsort((j, -s))[:k])
+
+
+def test_next_csv_has_a_provenance_sidecar(pool):
+    """next.csv.json records what made next.csv: the strategy, the git commit and the command line."""
+    d, _, _ = pool
+    r = run(["--data", f"npz:{d / 'pool.npz'}", "--labels", str(d / "labels.csv"), "--strategy", "margin", "--n", "5",
+             "--out", str(d / "next.csv"), *STEPS])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((d / "next.csv.json").read_text())
+    assert meta["strategy"] == "margin" and meta["items"] == 5 == len(read_next(d / "next.csv"))
+    assert meta["provenance"]["git_commit"] and meta["versions"]["metaal"] and meta["platform"]["machine"]
