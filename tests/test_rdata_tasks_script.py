@@ -68,6 +68,9 @@ def test_a_missing_member_is_a_clear_error(rdata, tmp_path):
 
 def test_every_r_task_the_study_names_is_one_this_script_writes(rdata):
     study = load_script("study")
-    for spec in [*study.REAL_TUNING_TARGETS, *study.R_SOURCES]:
-        prefix, name = f"npz:{study.RDATA_DIR}/", spec.rsplit("/", 1)[-1].removesuffix(".npz")
-        assert spec == f"{prefix}{name}.npz" and name in rdata.R_SETS, spec
+    specs = [*study.REAL_TUNING_TARGETS, *study.R_SOURCES]
+    folders = {spec.removeprefix("npz:").rsplit("/", 1)[0] for spec in specs}
+    assert len(folders) == 1, folders  # the one folder `rdata_tasks.py --out` writes (scripts/studies/00-tuning-sets.toml)
+    for spec in specs:
+        name = spec.rsplit("/", 1)[-1].removesuffix(".npz")
+        assert spec == f"npz:{next(iter(folders))}/{name}.npz" and name in rdata.R_SETS, spec
