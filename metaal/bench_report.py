@@ -14,6 +14,38 @@ from metaal.io import atomic_output, atomic_write_json, atomic_write_text, prove
 BENCH_FORMAT = "metaal-benchmark"
 BENCH_VERSION = 1
 JSON_FILE, REPORT_FILE, CD_FILE, ROUNDS_FILE = "benchmark.json", "benchmark.md", "cd_diagram.png", "policy_minus_margin.png"
+UNITS_CD_FILE = "cd_diagram_units.png"
+
+
+def twin_units(tasks: list[str], twins: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    """Tasks grouped into their twin units (the split file's ``[twins]``: the same data under several names), in
+    task order; a task without twins is its own unit.  None when no two of ``tasks`` are twins."""
+    unit_of = {t: name for name, members in twins.items() for t in members}
+    units: dict[str, list[str]] = {}
+    for t in tasks:
+        units.setdefault(unit_of.get(t, t), []).append(t)
+    if all(len(members) == 1 for members in units.values()):
+        return None
+    return {(members[0] if len(members) == 1 else f"{name} ({len(members)} tasks)"): members
+            for name, members in units.items()}
+
+
+def merge_units(runs: list[dict], units: dict[str, list[str]]) -> list[dict]:
+    """One run per (unit, strategy, seed): the mean of its twin tasks' runs (accuracy by round, AULC, final
+    accuracy), so that data sets counted under several names weigh once in every statistic over tasks.  A unit
+    whose tasks do not all have the run is left without it."""
+    by_key = {(r["task"], r["strategy"], r["seed"]): r for r in runs}
+    merged = []
+    for unit, members in units.items():
+        for strategy, seed in dict.fromkeys((r["strategy"], r["seed"]) for r in runs if r["task"] in members):
+            parts = [by_key.get((t, strategy, seed)) for t in members]
+            if any(p is None for p in parts) or len({len(p["accuracy"]) for p in parts}) > 1:
+                continue
+            merged.append({"task": unit, "strategy": strategy, "seed": seed, "labels": list(parts[0]["labels"]),
+                           "accuracy": np.mean([p["accuracy"] for p in parts], axis=0).tolist(),
+                           "aulc": float(np.mean([p["aulc"] for p in parts])),
+                           "final_accuracy": float(np.mean([p["final_accuracy"] for p in parts]))})
+    return merged
 
 
 def default_reference(strategies: list[str]) -> str | None:
@@ -147,38 +179,16 @@ def benchmark_markdown(bench: dict, config: dict, suite: str | None) -> str:
         f"Reference: **{ref}**. Per-task curves and tables: report.md beside this file.", "",
         "AULC = mean test accuracy over the rounds (round 0 included), averaged over seeds within a task; tasks are the "
         f"unit of every test below. Ties: mean AULC within ±{bench['tie']}. Significance level {bench['alpha']}.", "",
-        "## Mean rank over tasks", "",
     ]
-    fr = bench["friedman"]
-    if bench["mean_rank"]:
-        order = sorted(bench["mean_rank"], key=lambda s: bench["mean_rank"][s])
-        out += ["| strategy | mean rank |", "|---|---|"] + [f"| {s} | {bench['mean_rank'][s]:.2f} |" for s in order] + [""]
-    if fr:
-        out += [f"Friedman χ² = {fr['statistic']:.2f} over {fr['n_tasks']} tasks and {fr['n_strategies']} strategies, "
-                f"p = {_p(fr['p_value'])}; Nemenyi critical difference of mean ranks {bench['critical_difference']:.2f} "
-                "(α = 0.05): strategies joined by a bar in the diagram do not differ significantly.", "",
-                f"![critical-difference diagram]({CD_FILE})", ""]
-    else:
-        out += ["Friedman test and diagram need at least 2 tasks with every strategy and at least 3 strategies.", ""]
-    out += [f"## {ref} against each baseline over tasks", "",
-            "Wilcoxon signed-rank test over tasks (scipy), Holm-corrected over the baselines (statsmodels). "
-            f"One-sided: H1 \"{ref} > baseline\". W/T/L: tasks where {ref}'s mean AULC is higher / within the tie "
-            "threshold / lower. Tasks where the baseline is significantly better (worse): Wilcoxon over the paired "
-            "seeds of that task, Holm-corrected over tasks.", "",
-            f"| baseline | mean Δ AULC ({ref} − baseline) | W/T/L | p two-sided (Holm) | p one-sided (Holm) | "
-            "tasks baseline significantly better | tasks significantly worse |", "|---|---|---|---|---|---|---|"]
-    per_task = {r["baseline"]: r for r in bench["per_task_significance"]}
-    for r in bench["versus_reference"]:
-        pt = per_task[r["baseline"]]
-        out.append(f"| {r['baseline']} | {_f(r['mean_difference'])} | {'/'.join(map(str, r['win_tie_loss']))} | "
-                   f"{_p(r['p_two_sided'])} ({_p(r['p_two_sided_holm'])}) | {_p(r['p_greater'])} ({_p(r['p_greater_holm'])}) | "
-                   f"{len(pt['better_on'])} ({100 * pt['share_better']:.0f}%) | {len(pt['worse_on'])} |")
-    worst = max(bench["per_task_significance"], key=lambda r: r["share_better"], default=None)
-    if worst is not None:
-        out += ["", f"The most tasks on which one baseline beats {ref} significantly: {len(worst['better_on'])} of "
-                f"{len(bench['tasks'])} ({100 * worst['share_better']:.0f}%, {worst['baseline']}). With n seeds the "
-                f"smallest two-sided Wilcoxon p is 2/2^n ({2 / 2 ** bench['n_seeds']:.3g} here), before Holm."]
-    out.append("")
+    out += _ranks_and_tests(bench, CD_FILE, "tasks")
+    if "over_units" in bench:
+        u = bench["over_units"]
+        twins = "; ".join(f"{name}: {', '.join(members)}" for name, members in u["units"].items() if len(members) > 1)
+        out += ["## Over twin units", "",
+                f"The same data under several names (the split's twins: {twins}) would count several times over tasks. "
+                f"Here each twin unit counts once: its tasks' runs are averaged per strategy and seed, giving "
+                f"{len(u['units'])} units.", ""]
+        out += _ranks_and_tests(u, UNITS_CD_FILE, "units", level=3)
     out += ["## Early and late AULC", "",
             f"Early: round 0 and the first {bench['early_rounds']} query rounds; late: every later round. "
             "Mean over tasks (mean rank over tasks in brackets).", "",
@@ -210,6 +220,43 @@ def benchmark_markdown(bench: dict, config: dict, suite: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ranks_and_tests(bench: dict, cd_file: str, unit: str, level: int = 2) -> list[str]:
+    """Mean ranks, Friedman and the CD diagram, then the reference against each baseline, over ``unit``s."""
+    ref, h = bench["reference"], "#" * level
+    out = [f"{h} Mean rank over {unit}", ""]
+    fr = bench["friedman"]
+    if bench["mean_rank"]:
+        order = sorted(bench["mean_rank"], key=lambda s: bench["mean_rank"][s])
+        out += ["| strategy | mean rank |", "|---|---|"] + [f"| {s} | {bench['mean_rank'][s]:.2f} |" for s in order] + [""]
+    if fr:
+        out += [f"Friedman χ² = {fr['statistic']:.2f} over {fr['n_tasks']} {unit} and {fr['n_strategies']} strategies, "
+                f"p = {_p(fr['p_value'])}; Nemenyi critical difference of mean ranks {bench['critical_difference']:.2f} "
+                "(α = 0.05): strategies joined by a bar in the diagram do not differ significantly.", "",
+                f"![critical-difference diagram]({cd_file})", ""]
+    else:
+        out += ["Friedman test and diagram need at least 2 tasks with every strategy and at least 3 strategies.", ""]
+    out += [f"{h} {ref} against each baseline over {unit}", "",
+            f"Wilcoxon signed-rank test over {unit} (scipy), Holm-corrected over the baselines (statsmodels). "
+            f"One-sided: H1 \"{ref} > baseline\". W/T/L: {unit} where {ref}'s mean AULC is higher / within the tie "
+            "threshold / lower. Tasks where the baseline is significantly better (worse): Wilcoxon over the paired "
+            f"seeds of that task, Holm-corrected over {unit}.", "",
+            f"| baseline | mean Δ AULC ({ref} − baseline) | W/T/L | p two-sided (Holm) | p one-sided (Holm) | "
+            f"{unit} baseline significantly better | {unit} significantly worse |", "|---|---|---|---|---|---|---|"]
+    per_task = {r["baseline"]: r for r in bench["per_task_significance"]}
+    for r in bench["versus_reference"]:
+        pt = per_task[r["baseline"]]
+        out.append(f"| {r['baseline']} | {_f(r['mean_difference'])} | {'/'.join(map(str, r['win_tie_loss']))} | "
+                   f"{_p(r['p_two_sided'])} ({_p(r['p_two_sided_holm'])}) | {_p(r['p_greater'])} ({_p(r['p_greater_holm'])}) | "
+                   f"{len(pt['better_on'])} ({100 * pt['share_better']:.0f}%) | {len(pt['worse_on'])} |")
+    worst = max(bench["per_task_significance"], key=lambda r: r["share_better"], default=None)
+    if worst is not None:
+        out += ["", f"The most {unit} on which one baseline beats {ref} significantly: {len(worst['better_on'])} of "
+                f"{len(bench['tasks'])} ({100 * worst['share_better']:.0f}%, {worst['baseline']}). With n seeds the "
+                f"smallest two-sided Wilcoxon p is 2/2^n ({2 / 2 ** bench['n_seeds']:.3g} here), before Holm."]
+    out.append("")
+    return out
+
+
 def format_benchmark(bench: dict) -> str:
     """Plain-text summary for the terminal: mean ranks, Friedman, and the reference against each baseline."""
     lines = [f"{len(bench['tasks'])} tasks x {bench['n_seeds']} seeds; reference {bench['reference']}", ""]
@@ -225,17 +272,35 @@ def format_benchmark(bench: dict) -> str:
         better = len(per_task[r["baseline"]]["better_on"])
         lines.append(f"  {r['baseline']:<20} {_f(r['mean_difference']):>9} {'/'.join(map(str, r['win_tie_loss'])):>9} "
                      f"{_p(r['p_two_sided_holm']):>9} {_p(r['p_greater_holm']):>9} {better:>9} tasks")
+    if "over_units" in bench:
+        u = bench["over_units"]
+        lines += ["", f"over {len(u['units'])} twin units (twins averaged): mean rank "
+                  + ", ".join(f"{s} {r:.2f}" for s, r in sorted(u["mean_rank"].items(), key=lambda kv: kv[1]))]
+        lines += [f"  {r['baseline']:<20} {_f(r['mean_difference']):>9} {'/'.join(map(str, r['win_tie_loss'])):>9} "
+                  f"{_p(r['p_two_sided_holm']):>9} {_p(r['p_greater_holm']):>9}" for r in u["versus_reference"]]
     return "\n".join(lines)
 
 
-def write_benchmark(out: Path, results: dict, reference: str, suite: str | None = None) -> dict:
-    """Compute the statistics over tasks from transfer-eval's results and write the benchmark files."""
+def write_benchmark(out: Path, results: dict, reference: str, suite: str | None = None,
+                    twins: dict[str, list[str]] | None = None) -> dict:
+    """Compute the statistics over tasks from transfer-eval's results and write the benchmark files.  ``twins``
+    (default: the committed split's): where two tasks are twins, every statistic is also computed over twin units
+    (``over_units``, with its own CD diagram)."""
     config = results["config"]
     strategies = list(dict.fromkeys(r["strategy"] for r in results["runs"]))
     bench = {"format": BENCH_FORMAT, "format_version": BENCH_VERSION, "suite": suite,
              **across_tasks(results["runs"], config["tasks"], strategies, reference),
              # beside summary.json's config, versions and platform: the commit and command that made these files
              "provenance": results.get("provenance") or provenance()}
+    if twins is None:
+        from metaal.tasks.splits import load_splits
+
+        twins = load_splits().twins
+    units = twin_units(config["tasks"], twins)
+    if units is not None:
+        bench["over_units"] = {"units": units, **across_tasks(merge_units(results["runs"], units), list(units),
+                                                              strategies, reference)}
+        plot_cd(out / UNITS_CD_FILE, bench["over_units"])
     plot_cd(out / CD_FILE, bench)
     if "policy_minus_margin" in bench:
         plot_round_difference(out / ROUNDS_FILE, bench)

@@ -123,3 +123,31 @@ def test_report_normalises_by_the_oracle_and_plots_policy_minus_margin(tmp_path)
     assert bench["early_aulc"]["mean_rank"]["policy"] == 1.0 and bench["mean_rank"]["random"] == 3.0
     assert "Policy minus margin by round" in (tmp_path / REPORT_FILE).read_text()
     json.loads((tmp_path / JSON_FILE).read_text())  # strict JSON (NaN written as null)
+
+
+def test_twins_count_once_over_units(tmp_path):
+    """Tasks a and b are twins (the same data under two names): over units they are one row, their runs averaged."""
+    from metaal.bench_report import UNITS_CD_FILE, merge_units, twin_units
+
+    runs = _runs()
+    units = twin_units(["a", "b", "c"], {"ab": ["a", "b", "x"]})
+    assert units == {"ab (2 tasks)": ["a", "b"], "c": ["c"]}
+    assert twin_units(["a", "c"], {"ab": ["a", "b"]}) is None  # no two of the tasks are twins
+    merged = merge_units(runs, units)
+    assert len(merged) == 2 * 2 * 4  # (units, seeds, strategies)
+    one = next(r for r in merged if r["task"] == "ab (2 tasks)" and r["strategy"] == "margin" and r["seed"] == 1)
+    a, b = (next(r for r in runs if r["task"] == t and r["strategy"] == "margin" and r["seed"] == 1) for t in "ab")
+    assert np.isclose(one["aulc"], (a["aulc"] + b["aulc"]) / 2)
+    assert np.allclose(one["accuracy"], np.add(a["accuracy"], b["accuracy"]) / 2)
+    assert merge_units([r for r in runs if not (r["task"] == "b" and r["seed"] == 0)], units) != merged  # b missing
+    results = {"config": {"tasks": ["a", "b", "c"], "loop": {"initial": 5, "budget": 20, "query_size": 5},
+                          "learner": {"model": "mlp"}}, "runs": runs}
+    bench = write_benchmark(tmp_path, results, "policy", twins={"ab": ["a", "b"]})
+    u = bench["over_units"]
+    assert u["tasks"] == ["ab (2 tasks)", "c"] and u["friedman"]["n_tasks"] == 2
+    assert u["aulc"]["c"] == bench["aulc"]["c"]
+    assert np.isclose(u["aulc"]["ab (2 tasks)"]["margin"], (bench["aulc"]["a"]["margin"] + bench["aulc"]["b"]["margin"]) / 2)
+    assert (tmp_path / UNITS_CD_FILE).read_bytes()[:8] == PNG
+    md = (tmp_path / REPORT_FILE).read_text()
+    assert "## Over twin units" in md and "ab (2 tasks): a, b" in md and UNITS_CD_FILE in md
+    assert "over_units" not in write_benchmark(tmp_path, results, "policy", twins={})
