@@ -101,6 +101,8 @@ def eval_options(strategies: str, which: str, seeds: int, section: str):
             click.option("--seeds", type=int, default=seeds, show_default=True, help="Seeds per task (paired across strategies)."),
             click.option("--seed", type=int, default=0, show_default=True, help="First seed."),
             loop_options(),
+            click.option("--max-pool", type=int, default=None,
+                         help="Subsample bigger pools to this many items, stratified, per seed (default: keel's 5000)."),
             learner_options,
             click.option("--workers", type=int, default=1, show_default=True, help="Local processes; results do not depend on it."),
             click.option("--stack/--no-stack", default=True,
@@ -206,14 +208,18 @@ def _learner_config(p: dict):
 
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
              "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "oracle", "workers", "backend",
-             "address", "gpus_per_run", "stack"}
+             "address", "gpus_per_run", "stack", "max_pool"}
 
 
 def _eval_config(p: dict, tasks: list[str]):
     """The EvalConfig of transfer-eval's (and benchmark's) options."""
     from metaal.evaluate import EvalConfig
     from metaal.loop import LoopConfig
+    from metaal.tasks import SplitConfig
 
+    max_pool = p.get("max_pool")
+    if max_pool is not None and (isinstance(max_pool, bool) or not isinstance(max_pool, int) or max_pool < 1):
+        raise MetaalError(f"--max-pool must be a positive whole number, got {max_pool!r}")
     return EvalConfig(
         tasks=tasks,
         strategies=_list(p["strategies"]),
@@ -221,6 +227,7 @@ def _eval_config(p: dict, tasks: list[str]):
         seed=p["seed"],
         loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
         learner=_learner_config(p),
+        split=SplitConfig(max_pool=max_pool),
         device=p["device"],
         data_root=p["data_root"],
         label_column=p["label_column"],

@@ -151,3 +151,17 @@ def test_twins_count_once_over_units(tmp_path):
     md = (tmp_path / REPORT_FILE).read_text()
     assert "## Over twin units" in md and "ab (2 tasks): a, b" in md and UNITS_CD_FILE in md
     assert "over_units" not in write_benchmark(tmp_path, results, "policy", twins={})
+
+
+def test_max_pool_caps_every_pool_and_is_checked_first(tmp_path):
+    out = tmp_path / "o"
+    args = ["transfer-eval", "--tasks", "sklearn:digits", "--strategies", "margin", "--seeds", "1", *FAST]
+    r = CliRunner().invoke(cli, [*args, "--max-pool", "40", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["split"]["max_pool"] == 40
+    run = json.loads(next((out / "runs").rglob("margin__seed0.json")).read_text())
+    assert run["labels"][-1] == 6 + 12
+    for bad, message in [("0", "--max-pool must be a positive whole number"), ("10", "pool has only 10 items")]:
+        r = CliRunner().invoke(cli, [*args, "--max-pool", bad, "--out", str(tmp_path / "bad")])
+        assert r.exit_code == 2 and message in r.output and not (tmp_path / "bad" / "runs").exists(), r.output
