@@ -10,11 +10,13 @@ Two entry points, one ranking engine:
   BADGE: an array, or a function of row indices so that only the rows needed are computed) and get the indices
   to label next.
 
+Every strategy runs on one ``PoolState`` (the ``AcquisitionState`` of metaal.state, as the loop's ``ALState``),
+and the learned policy runs its own candidate pipeline on it (``Policy.rank``: the one ``transfer-eval`` runs).
 Large pools are streamed.  Score strategies (margin, entropy, least confidence, BALD, any ``ScoreStrategy``) read
 the model's outputs chunk by chunk and keep one number per item.  The learned policy reads the margin of every
-item in the same pass, keeps the ``prefilter`` items with the smallest margin (200, at least 10 n), and computes its
-features only for those, a uniform sample of 1000 pool items and the labelled set.  Random, coreset and BADGE run the whole-pool
-strategies of ``metaal.acquisition`` (coreset and BADGE hold every embedding in memory).
+item in one pass, keeps the ``prefilter`` items with the smallest margin (200, at least 10 n), and reads outputs
+only for those, a uniform sample of 1000 pool items and the labelled set (each row once).  Coreset and BADGE
+over the whole pool read every row's embedding; TypiClust and ProbCover hold the whole pool's.
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-from metaal.acquisition import scores
 from metaal.acquisition.ops import top_k
 from metaal.acquisition.strategies import ScoreStrategy, Strategy
 from metaal.errors import MetaalError
@@ -228,13 +228,6 @@ class LearnerOutputs:
         return [self.classes[j] for j in self.predict_proba(X).argmax(1)]
 
 
-def _grad_norm(proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
-    """Norm of BADGE's gradient embedding (p - onehot(argmax p)) x e, without forming it."""
-    g = proba.astype(np.float64).copy()
-    g[np.arange(len(g)), g.argmax(1)] -= 1.0
-    return np.linalg.norm(g, axis=1) * np.linalg.norm(emb, axis=1)
-
-
 def _labelled_stats(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(cross-entropy, accuracy) of the model on the labelled items, as the learner reports after training."""
     if len(y) == 0:
@@ -243,81 +236,98 @@ def _labelled_stats(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(-np.log(p_true).mean()), float((proba.argmax(1) == y).mean())
 
 
+class _Rows:
+    """A model output of pool rows, computed once a row (the rows asked first, in one call) and kept."""
+
+    def __init__(self, compute, rows: np.ndarray | None = None, values: np.ndarray | None = None):
+        self.compute = compute
+        self.rows = np.zeros(0, np.int64) if rows is None else np.asarray(rows, np.int64)  # sorted
+        self.values = values
+
+    def __call__(self, idx) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.values is None and not len(idx):
+            return np.zeros((0, 0))
+        missing = np.setdiff1d(idx, self.rows)
+        if len(missing):
+            new = np.asarray(self.compute(missing))
+            rows = np.concatenate([self.rows, missing])
+            values = new if self.values is None else np.concatenate([self.values, new.astype(self.values.dtype)])
+            order = np.argsort(rows, kind="stable")
+            self.rows, self.values = rows[order], values[order]
+        return self.values[np.searchsorted(self.rows, idx)]
+
+
 class PoolState:
-    """What strategies read from an ``ALState`` (metaal.state), over a user's pool and model outputs."""
+    """The ``AcquisitionState`` (metaal.state) of a user's pool: its labelled rows, their labels and a model's
+    outputs (``ArrayOutputs`` or ``LearnerOutputs``).  Every strategy, the policy's candidate pipeline included,
+    runs on it as on the loop's ``ALState``.  Outputs are read lazily: probabilities are streamed for the whole
+    pool (``proba_chunks``), and probabilities and embeddings of single rows are computed once a row, when first
+    asked for; only ``pool_proba`` / ``pool_embedding`` (strategies that need the whole pool) hold every row."""
 
     def __init__(self, outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, seed: int = 0,
                  budget_used: float = 0.0):
         self.outputs = outputs
         self.labelled = np.asarray(labelled, dtype=np.int64)
-        y = np.full(outputs.n, -1, dtype=np.int64)
-        if labelled_y is not None:
-            y[self.labelled] = labelled_y
-        self._labelled_y = None if labelled_y is None else np.asarray(labelled_y, dtype=np.int64)
-        self.task = SimpleNamespace(n_classes=outputs.n_classes, y=y, pool=np.arange(outputs.n))
-        self.seed, self.round, self.initial, self._budget_used = seed, 0, len(self.labelled), budget_used
+        self.labelled_y = None if labelled_y is None else np.asarray(labelled_y, dtype=np.int64)
+        self.n_classes = outputs.n_classes
+        self.has_mc = outputs.has_mc
+        self.seed, self.round, self.budget_used = seed, 0, budget_used
         self._cache: dict = {}
+        self.proba = _Rows(outputs.proba)
+        self.embedding = _Rows(outputs.embed)
 
     n_labelled = property(lambda self: len(self.labelled))
-    budget_used = property(lambda self: self._budget_used)
+
+    def hold(self, rows: np.ndarray, proba: np.ndarray) -> None:
+        """Keep only these rows' probabilities (read by a streaming pass) for ``proba``."""
+        self.proba = _Rows(self.outputs.proba, rows, proba)
 
     @property
     def unlabelled(self) -> np.ndarray:
-        if "unlabelled" not in self._cache:
-            mask = np.ones(self.outputs.n, bool)
-            mask[self.labelled] = False
-            self._cache["unlabelled"] = np.flatnonzero(mask)
-        return self._cache["unlabelled"]
+        return self.cached("unlabelled", lambda: np.flatnonzero(_unlabelled_mask(self.outputs.n, self.labelled)))
+
+    def cached(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
 
     def rng(self, purpose: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.round, purpose])
 
+    def proba_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        return self.outputs.proba_chunks()
+
     def pool_proba(self) -> np.ndarray:
-        if "proba" not in self._cache:
-            self._cache["proba"] = np.concatenate([p for _, p in self.outputs.proba_chunks()])
-        return self._cache["proba"]
+        return self.cached("proba", lambda: np.concatenate([p for _, p in self.outputs.proba_chunks()]))
 
     def pool_embedding(self) -> np.ndarray:
-        if "embed" not in self._cache:
-            self._cache["embed"] = np.concatenate(
-                [self.outputs.embed(np.arange(s, min(s + CHUNK, self.outputs.n))) for s in range(0, self.outputs.n, CHUNK)])
-        return self._cache["embed"]
+        n = self.outputs.n
+        return self.cached("embed", lambda: np.concatenate(
+            [self.outputs.embed(np.arange(s, min(s + CHUNK, n))) for s in range(0, n, CHUNK)]))
 
     def mc_proba(self, idx) -> np.ndarray:
-        mc = self.outputs.mc_proba(idx)
-        if mc is None:
+        if not self.has_mc:
             raise MetaalError("bald needs MC-dropout probabilities (pass mc_proba=..., (T, N, C) or a function of indices)")
-        return mc
+        return self.outputs.mc_proba(idx)
 
     def grad_embedding(self, idx) -> np.ndarray:
-        return _badge_embedding(self.pool_proba()[idx], self.pool_embedding()[idx])
+        """BADGE's gradient embedding (p - onehot(argmax p)) x e, flattened per item."""
+        g = self.proba(idx).copy()
+        g[np.arange(len(g)), g.argmax(1)] -= 1.0
+        emb = self.embedding(idx)
+        return (g[:, :, None] * emb[:, None, :]).reshape(len(g), -1)
+
+    def grad_norm(self, idx) -> np.ndarray:
+        """Norms of ``grad_embedding(idx)``, without forming it: |p - onehot(argmax p)| |e|."""
+        g = self.proba(idx).astype(np.float64)
+        g[np.arange(len(g)), g.argmax(1)] -= 1.0
+        return np.linalg.norm(g, axis=1) * np.linalg.norm(self.embedding(idx), axis=1)
 
     def labelled_stats(self) -> tuple[float, float]:
-        if self._labelled_y is None:
+        if self.labelled_y is None:
             return float("nan"), float("nan")
-        return _labelled_stats(self.outputs.proba(self.labelled), self._labelled_y)
-
-
-class _ChunkView:
-    """A ScoreStrategy's view of one chunk of unlabelled rows: ``score(view, arange(len(rows)))``."""
-
-    def __init__(self, outputs, rows: np.ndarray, proba: np.ndarray, seed: int):
-        self.outputs, self.rows, self._proba, self.seed, self.round = outputs, rows, proba, seed, 0
-
-    def pool_proba(self) -> np.ndarray:
-        return self._proba
-
-    def mc_proba(self, idx) -> np.ndarray:
-        mc = self.outputs.mc_proba(self.rows[idx])
-        if mc is None:
-            raise MetaalError("bald needs MC-dropout probabilities (pass mc_proba=..., (T, N, C) or a function of indices)")
-        return mc
-
-    def pool_embedding(self) -> np.ndarray:  # for user-defined ScoreStrategies: embeddings of this chunk's rows
-        return self.outputs.embed(self.rows)
-
-    def rng(self, purpose: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.round, purpose])
+        return _labelled_stats(self.proba(self.labelled), self.labelled_y)
 
 
 # ------------------------------------------------------------------------------------------ ranking
@@ -345,18 +355,15 @@ def _rank(outputs, labelled: np.ndarray, labelled_y: np.ndarray | None, n: int, 
     _check_n(n, outputs.n, len(labelled))
     if budget_used is None:
         budget_used = len(labelled) / (len(labelled) + n)
+    state = PoolState(outputs, labelled, labelled_y, seed, budget_used)
     if isinstance(strategy, Policy):
         if labelled_y is None:
             raise MetaalError("the policy needs the labels of the labelled items (labels=...)")
         if not outputs.has_embeddings:
             raise MetaalError("the policy needs embeddings (pass embeddings=..., an (N, E) array or a function of indices)")
-        fe, cands, e_lab = policy_features(outputs, labelled, labelled_y, n, seed, prefilter, budget_used,
-                                           proposals=strategy.proposals, margin_pool=strategy.margin_pool)
-        positions, s = strategy.choose(fe, n)
-        return cands[positions], s
+        return strategy.rank(state, n, prefilter=prefilter or 0)
     if isinstance(strategy, ScoreStrategy):
-        return _rank_scores(outputs, labelled, n, strategy, seed)
-    state = PoolState(outputs, labelled, labelled_y, seed, budget_used)
+        return _rank_scores(state, n, strategy)
     picked = np.asarray(strategy.select(state, n), dtype=np.int64)
     return picked, np.full(len(picked), np.nan)
 
@@ -375,144 +382,18 @@ def _unlabelled_mask(n_pool: int, labelled: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _rank_scores(outputs, labelled, n, strategy: ScoreStrategy, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stream the pool; the same picks as ``strategy.select`` on an ALState with the same outputs and seed."""
-    mask = _unlabelled_mask(outputs.n, labelled)
-    unl = np.flatnonzero(mask)
+def _rank_scores(state: PoolState, n: int, strategy: ScoreStrategy) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the pool, scoring each chunk's unlabelled rows; the same picks as ``strategy.select(state, n)``."""
+    unl = state.unlabelled
     s_unl = np.empty(len(unl))
-    pos = 0
-    for start, p in outputs.proba_chunks():
-        keep = mask[start : start + len(p)]
-        if keep.any():
-            rows = start + np.flatnonzero(keep)
-            s = np.asarray(strategy.score(_ChunkView(outputs, rows, p[keep], seed), np.arange(len(rows))), dtype=np.float64)
-            s_unl[pos : pos + len(s)] = s
-            pos += len(s)
-    jitter = np.random.default_rng([seed, 0, 7]).random(len(unl))  # ScoreStrategy's tie-break
-    order = top_k(s_unl, n, jitter)
+    for start, p in state.proba_chunks():
+        lo, hi = np.searchsorted(unl, [start, start + len(p)])
+        if hi > lo:
+            rows = unl[lo:hi]
+            state.hold(rows, p[rows - start])
+            s_unl[lo:hi] = np.asarray(strategy.score(state, rows), dtype=np.float64)
+    order = top_k(s_unl, n, state.rng(7).random(len(unl)))  # ScoreStrategy's tie-break
     return unl[order], s_unl[order]
-
-
-def policy_features(outputs, labelled: np.ndarray, labelled_y: np.ndarray, n: int, seed: int, prefilter: int | None,
-                    budget_used: float, proposals: str = "random", margin_pool: int = 0):
-    """One streaming pass for margins, then the policy's features for the pre-filtered candidates only.
-
-    ``proposals="batches"`` (a policy distilled from the batch oracle): the candidates are the union of the
-    heuristics' batches (metaal.oracle.batch) drawn from the pre-filtered items plus the pool sample, as
-    ``Policy.select`` draws them (``margin_pool`` > 0: from the margin_pool * n smallest margins only); BALD proposes
-    only when ``mc_proba`` is given.
-    Returns (FeatureExtractor, candidate pool indices, labelled embeddings).  Without a pre-filter (or on a pool
-    no larger than it) the candidates, pool sample and features are those of ``Policy.select`` on an ALState.
-    """
-    from metaal.acquisition import features
-    from metaal.acquisition.ops import smallest_margins
-    from metaal.policy.inference import prefilter_size
-
-    C = outputs.n_classes
-    mask = _unlabelled_mask(outputs.n, labelled)
-    unl = np.flatnonzero(mask)
-    margins = np.empty(len(unl))
-    ent_sum, pos = 0.0, 0
-    for start, p in outputs.proba_chunks():
-        pu = p[mask[start : start + len(p)]]
-        margins[pos : pos + len(pu)] = scores.margin(pu)
-        ent_sum += float((scores.entropy(pu) / np.log(C)).sum())
-        pos += len(pu)
-    k = prefilter_size(prefilter, n) if prefilter else len(unl)
-    cands = smallest_margins(margins, unl, k, np.random.default_rng([seed, 0, 31])) if k < len(unl) else unl
-    S = features._POOL_SAMPLE
-    sample = unl if len(unl) <= S else np.random.default_rng([seed, 0, 17]).choice(unl, S, replace=False)
-    g_idx = sample[: min(len(sample), 256)]
-    if proposals == "batches" and margin_pool and margin_pool * n < len(unl):  # = oracle.batch.uncertain_pool
-        cands = smallest_margins(margins, unl, margin_pool * n, np.random.default_rng([seed, 0, 37]))
-    elif proposals == "batches" and k < len(unl):
-        cands = np.union1d(cands, sample)  # random, coreset and BADGE batches need the rest of the pool too
-    rows = np.unique(np.concatenate([cands, sample, labelled]))
-    emb_rows = outputs.embed(rows)
-    batches = None
-    if proposals == "batches":
-        from metaal.acquisition.proposals import union_candidates
-
-        local = _RowsState(outputs, cands, emb_rows[np.searchsorted(rows, cands)],
-                           emb_rows[np.searchsorted(rows, labelled)], seed)
-        batches = local.batches(n)
-        pos = np.searchsorted(cands, union_candidates(batches))
-        cands, p_c = cands[pos], local.proba[pos]
-        # MC dropout draws its masks per call, as ALState.mc_proba does: the features' BALD reads the union's own call
-        mc = outputs.mc_proba(cands)
-    else:
-        p_c, mc = outputs.proba(cands), outputs.mc_proba(cands)
-    emb = {name: emb_rows[np.searchsorted(rows, idx)] for name, idx in
-           (("cand", cands), ("sample", sample), ("lab", labelled), ("g", g_idx))}
-    fe = features.FeatureExtractor.from_arrays(
-        candidates=cands,
-        n_classes=C,
-        proba=p_c,
-        mc_proba=p_c[None] if mc is None else mc,  # no MC dropout: BALD is 0
-        embedding=emb["cand"],
-        grad_norm=_grad_norm(p_c, emb["cand"]),
-        sample=sample,
-        sample_embedding=emb["sample"],
-        sample_grad_norm=_grad_norm(outputs.proba(g_idx), emb["g"]),
-        labelled_embedding=emb["lab"],
-        labelled_y=labelled_y,
-        pool_margin=margins,
-        pool_entropy=ent_sum / len(unl),
-        budget_used=float(budget_used),
-        labelled_stats=_labelled_stats(outputs.proba(labelled), labelled_y) if len(labelled) else (float("nan"),) * 2,
-        batches=batches,
-    )
-    return fe, cands, emb["lab"].astype(np.float64)
-
-
-def _badge_embedding(proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
-    """BADGE's gradient embedding (p - onehot(argmax p)) x e, flattened per item."""
-    g = proba.copy()
-    g[np.arange(len(g)), g.argmax(1)] -= 1.0
-    return (g[:, :, None] * emb[:, None, :]).reshape(len(g), -1)
-
-
-class _RowsState:
-    """An ``ALState`` view whose pool is ``cands`` (positions 0..m-1) followed by the labelled rows.
-
-    Candidate positions keep the order of ``cands``, and the generators are those of an ``ALState`` at round 0,
-    so on a whole pool every heuristic picks what it picks on the state itself.  The model's outputs are read
-    for these rows only, once."""
-
-    def __init__(self, outputs, cands: np.ndarray, cand_embedding: np.ndarray, labelled_embedding: np.ndarray,
-                 seed: int):
-        m, L = len(cands), len(labelled_embedding)
-        self.cands = cands
-        self.proba = outputs.proba(cands)
-        self.mc = outputs.mc_proba(cands)
-        self._embedding = np.concatenate([cand_embedding, labelled_embedding]) if L else np.asarray(cand_embedding)
-        self.unlabelled = np.arange(m)
-        self.labelled = np.arange(m, m + L)
-        self.seed, self.round = seed, 0
-        self.task = SimpleNamespace(n_classes=outputs.n_classes)
-
-    def batches(self, n: int) -> dict[str, np.ndarray]:
-        """The heuristics' batches (pool indices); BALD proposes only with MC-dropout outputs."""
-        from metaal.acquisition.features import BATCH_PROPOSERS
-        from metaal.acquisition.proposals import heuristic_batches
-
-        proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or self.mc is not None)
-        return {name: self.cands[idx] for name, idx in heuristic_batches(self, n, proposers=proposers).items()}
-
-    def rng(self, purpose: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.round, purpose])
-
-    def pool_proba(self) -> np.ndarray:
-        return self.proba  # only candidate positions are ever indexed
-
-    def pool_embedding(self) -> np.ndarray:
-        return self._embedding
-
-    def mc_proba(self, idx) -> np.ndarray:
-        return self.mc[:, idx]
-
-    def grad_embedding(self, idx) -> np.ndarray:
-        return _badge_embedding(self.proba[idx], self._embedding[idx])
 
 
 def _strategy_label(strategy, resolved: Strategy) -> str:

@@ -2,16 +2,52 @@
 
 Pool positions index rows of ``task.X`` directly (tasks lay the pool out first), so
 ``labelled`` and any candidate set are plain integer arrays of row numbers.
+
+``AcquisitionState`` is what acquisition (heuristics, proposals, features) and the learned policy read
+of a state: the loop's ``ALState`` and ``metaal.select.PoolState`` (a user's pool and model outputs)
+both satisfy it, so the policy's candidate pipeline runs unchanged on either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from metaal.learners import Learner
 from metaal.tasks import Task
+
+
+class AcquisitionState(Protocol):
+    """A pool, its labelled rows and a model's outputs, read by rows (``idx``: integer pool rows).
+
+    ``proba_chunks`` walks the whole pool once (a large pool is streamed); every other output is read
+    only for the rows asked, so a state over a large pool need not hold its embeddings."""
+
+    labelled: np.ndarray  # labelled pool rows
+    labelled_y: np.ndarray  # their class ids
+    n_classes: int
+    seed: int
+    round: int
+    has_mc: bool  # mc_proba is available (BALD proposes and the BALD feature is read only then)
+
+    @property
+    def unlabelled(self) -> np.ndarray: ...  # sorted unlabelled pool rows
+    @property
+    def budget_used(self) -> float: ...
+    def rng(self, purpose: int) -> np.random.Generator: ...
+    def cached(self, key: str, fn: Callable[[], Any]) -> Any: ...  # a value derived from this round's outputs
+    def proba_chunks(self) -> Iterator[tuple[int, np.ndarray]]: ...  # (first row, probabilities of rows from it)
+    def proba(self, idx: np.ndarray) -> np.ndarray: ...  # (len(idx), C)
+    def embedding(self, idx: np.ndarray) -> np.ndarray: ...  # (len(idx), E)
+    def mc_proba(self, idx: np.ndarray) -> np.ndarray: ...  # (T, len(idx), C)
+    def grad_embedding(self, idx: np.ndarray) -> np.ndarray: ...  # BADGE's (len(idx), C * E)
+    def grad_norm(self, idx: np.ndarray) -> np.ndarray: ...  # norms of grad_embedding(idx)
+    def labelled_stats(self) -> tuple[float, float]: ...  # (training loss, training accuracy) on the labelled set
+    def pool_proba(self) -> np.ndarray: ...  # every pool row: only whole-pool strategies (typiclust, probcover)
+    def pool_embedding(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -39,6 +75,16 @@ class ALState:
         return self._cache["unlabelled"]
 
     @property
+    def n_classes(self) -> int:
+        return self.task.n_classes
+
+    @property
+    def labelled_y(self) -> np.ndarray:
+        return self.task.y[self.labelled]
+
+    has_mc = True  # the learner always has MC dropout
+
+    @property
     def budget_used(self) -> float:
         return (self.n_labelled - self.initial) / max(1, self.budget)
 
@@ -56,17 +102,27 @@ class ALState:
         return np.random.default_rng([self.seed, self.round, purpose])
 
     # ---------------------------------------------------------------- cached model outputs
-    def _cached(self, key, fn):
+    def cached(self, key, fn):
+        """``fn()``, computed once per round (labels added or a retrain clear it)."""
         if key not in self._cache:
             self._cache[key] = fn()
         return self._cache[key]
 
     def pool_proba(self) -> np.ndarray:
         """Class probabilities of every pool row (labelled rows included), (n_pool, C)."""
-        return self._cached("proba", lambda: self.learner.predict_proba(self.task.X[self.task.pool]))
+        return self.cached("proba", lambda: self.learner.predict_proba(self.task.X[self.task.pool]))
 
     def pool_embedding(self) -> np.ndarray:
-        return self._cached("embed", lambda: self.learner.embed(self.task.X[self.task.pool]))
+        return self.cached("embed", lambda: self.learner.embed(self.task.X[self.task.pool]))
+
+    def proba_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        yield 0, self.pool_proba()
+
+    def proba(self, idx: np.ndarray) -> np.ndarray:
+        return self.pool_proba()[idx]
+
+    def embedding(self, idx: np.ndarray) -> np.ndarray:
+        return self.pool_embedding()[idx]
 
     def mc_proba(self, idx: np.ndarray) -> np.ndarray:
         """MC-dropout probabilities (T, len(idx), C); seeded by round so strategies agree."""
@@ -74,6 +130,9 @@ class ALState:
 
     def grad_embedding(self, idx: np.ndarray) -> np.ndarray:
         return self.learner.grad_embedding(self.task.X[idx])
+
+    def grad_norm(self, idx: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(self.grad_embedding(idx), axis=1)
 
     def labelled_stats(self) -> tuple[float, float]:
         return self.learner.train_loss, self.learner.train_accuracy

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 from metaal.acquisition import features
 from metaal.acquisition.ops import top_k
+from metaal.acquisition.proposals import uncertain_pool
 from metaal.cli import cli
 from metaal.errors import MetaalError
 from metaal.registry import get_strategy
-from metaal.select import ArrayOutputs, policy_features, rank_pool, select_next
+from metaal.select import ArrayOutputs, PoolState, rank_pool, select_next
 from metaal.tasks.pools import load_image_folder
 
 NAMES = np.array(["cat", "dog", "eel", "fox"])
@@ -269,7 +270,6 @@ def margin_pool_policy_dir(tmp_path_factory):
 def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, batch_policy_dir, margin_pool_policy_dir, prefilter,
                                                 proposals):
     from metaal.acquisition import scores
-    from metaal.acquisition.proposals import heuristic_batches, uncertain_pool, union_candidates
     from metaal.policy import load_policy
 
     st = al_state
@@ -280,31 +280,66 @@ def test_rank_pool_policy_matches_policy_select(al_state, policy_dir, batch_poli
     calls = []
 
     def embed(idx):
-        calls.append(len(idx))
+        calls.append(np.asarray(idx))
         return st.pool_embedding()[idx]
 
     sel = rank_pool(st.pool_proba(), embed, labelled=st.labelled, labels=st.task.y[st.labelled], n=10, strategy=pol,
                     mc_proba=st.mc_proba, prefilter=prefilter, budget_used=st.budget_used)
     np.testing.assert_array_equal(sel.index, pol.select(st, 10))
     assert np.isfinite(sel.score).all()
-    if prefilter:  # the pre-filtered candidates, the pool sample and the labelled set are embedded, once each
-        assert sum(calls) <= prefilter + len(st.unlabelled) + st.n_labelled
-    # the array-built features agree with FeatureExtractor on the state
-    out = ArrayOutputs(st.pool_proba(), st.pool_embedding(), st.mc_proba)
-    fe, cands, _ = policy_features(out, st.labelled, st.task.y[st.labelled], 10, 0, None, st.budget_used,
-                                   proposals=proposals, margin_pool=margin_pool)
-    batches = heuristic_batches(st, 10, uncertain_pool(st, 10, margin_pool)) if proposals == "batches" else None
+    embedded = np.concatenate(calls)
+    assert len(np.unique(embedded)) == len(embedded)  # no row is embedded twice
+    if prefilter:  # only the pre-filtered candidates, the pool sample and the labelled set are embedded
+        assert len(embedded) <= prefilter + len(st.unlabelled) + st.n_labelled
+    # one candidate pipeline: on select's PoolState over the state's outputs, Policy.candidates gives the rows and
+    # batches it gives on the ALState itself, and the features agree (BADGE norms: closed form vs the learner's)
+    pool_state = PoolState(ArrayOutputs(st.pool_proba(), st.pool_embedding(), st.mc_proba), st.labelled,
+                           st.task.y[st.labelled], seed=st.seed, budget_used=st.budget_used)
+    cands, batches = pol.candidates(pool_state, 10)
+    cands0, batches0 = pol.candidates(st, 10)
+    np.testing.assert_array_equal(cands, cands0)
+    assert (batches is None) == (batches0 is None) == (proposals != "batches")
+    if batches is not None:
+        assert batches.keys() == batches0.keys() == set(features.BATCH_PROPOSERS)
+        for name in batches:
+            np.testing.assert_array_equal(batches[name], batches0[name])
+        assert_batches_are_the_heuristics(st, batches0, margin_pool)
     if margin_pool:  # every proposal is among the 30 smallest margins
         assert len(np.unique(cands)) <= 30 and scores.margin(st.pool_proba()[cands]).max() <= np.sort(
             scores.margin(st.pool_proba()[st.unlabelled]))[29]
-    np.testing.assert_array_equal(cands, st.unlabelled if batches is None else union_candidates(batches))
-    f0, c0 = features.FeatureExtractor(st, cands, batches=batches).features(10)
-    f1, c1 = fe.features(10)
+    f0, c0 = features.FeatureExtractor(st, cands, batches=batches0).features(10)
+    f1, c1 = features.FeatureExtractor(pool_state, cands, batches=batches).features(10)
     if batches is not None:  # every proposer's batch is flagged, and the votes count them
         flags = f1[:, [features.FEATURE_NAMES.index(f"in_{p}") for p in features.BATCH_PROPOSERS]]
         assert (flags.sum(0) == 10).all() and (flags.max(1) == 1).all()
     np.testing.assert_allclose(f1, f0, atol=1e-5)
     np.testing.assert_allclose(c1, c0, atol=1e-5)
+    picks, picked_scores = pol.rank(pool_state, 10)
+    np.testing.assert_array_equal(picks, pol.select(st, 10))
+    np.testing.assert_allclose(picked_scores, pol.rank(st, 10)[1], rtol=1e-4, atol=1e-5)
+
+
+def assert_batches_are_the_heuristics(st, batches, margin_pool):
+    """Each proposer's batch is that heuristic's own pick of 10 from the uncertain pool."""
+    pool = uncertain_pool(st, 10, margin_pool)
+    for name, batch in batches.items():
+        np.testing.assert_array_equal(batch, get_strategy(name).select(st, 10, candidates=pool))
+
+
+def test_pool_state_without_mc_proposes_no_bald_batch(al_state, batch_policy_dir):
+    """Without MC-dropout outputs BALD neither proposes a batch nor reads a BALD feature (0), on select's state."""
+    from metaal.policy import load_policy
+
+    st = al_state
+    pol = load_policy(batch_policy_dir)
+    pool_state = PoolState(ArrayOutputs(st.pool_proba(), st.pool_embedding()), st.labelled, st.task.y[st.labelled])
+    cands, batches = pol.candidates(pool_state, 10)
+    assert set(batches) == set(features.BATCH_PROPOSERS) - {"bald"}
+    f, _ = features.FeatureExtractor(pool_state, cands, batches=batches).features(10)
+    assert (f[:, features.FEATURE_NAMES.index("bald")] == 0).all()
+    assert (f[:, features.FEATURE_NAMES.index("in_bald")] == 0).all()
+    with pytest.raises(MetaalError, match="MC-dropout"):
+        pool_state.mc_proba(cands)
 
 
 def test_rank_pool_with_own_pytorch_model(tmp_path):

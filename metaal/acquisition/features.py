@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from metaal.acquisition import scores
-from metaal.acquisition.ops import sq_dist
+from metaal.acquisition.ops import pool_uncertainty, sq_dist
 from metaal.errors import MetaalError
-from metaal.state import ALState
+from metaal.state import AcquisitionState
 
 SCHEMA_VERSION = 2
 
@@ -125,44 +125,33 @@ _KNN = 10
 
 
 class FeatureExtractor:
-    """Computes features for one round; model outputs are cached in the state, distances here.
+    """Computes features for one round from an ``AcquisitionState`` (the loop's ``ALState`` or
+    ``metaal.select.PoolState``): model outputs are read by rows (the candidates, a uniform pool sample and
+    the labelled set), distances are computed here."""
 
-    ``FeatureExtractor(state, candidates)`` reads an ``ALState``; ``FeatureExtractor.from_arrays``
-    takes the same inputs as plain arrays, so that a caller can stream a large pool and hand over
-    only the rows the features need (candidates, a pool sample, the labelled set).
-    """
-
-    def __init__(self, state: ALState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None):
+    def __init__(self, state: AcquisitionState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None):
         candidates = np.asarray(candidates, dtype=np.int64)
-        proba = state.pool_proba()
-        unl = state.unlabelled
         sample = pool_sample(state)
-        emb = state.pool_embedding()
+        pool_margin, pool_entropy = pool_uncertainty(state)
+        proba = state.proba(candidates)
         self._build(
             candidates=candidates,
-            n_classes=state.task.n_classes,
-            proba=proba[candidates],
-            mc_proba=state.mc_proba(candidates),
-            embedding=emb[candidates],
-            grad_norm=np.linalg.norm(state.grad_embedding(candidates), axis=1),
+            n_classes=state.n_classes,
+            proba=proba,
+            mc_proba=state.mc_proba(candidates) if state.has_mc else proba[None],  # no MC dropout: BALD is 0
+            embedding=state.embedding(candidates),
+            grad_norm=state.grad_norm(candidates),
             sample=sample,
-            sample_embedding=emb[sample],
-            sample_grad_norm=np.linalg.norm(state.grad_embedding(sample[: min(len(sample), 256)]), axis=1),
-            labelled_embedding=emb[state.labelled],
-            labelled_y=state.task.y[state.labelled],
-            pool_margin=scores.margin(proba[unl]),
-            pool_entropy=float(np.mean(scores.entropy(proba[unl]) / np.log(state.task.n_classes))) if len(unl) else 0.0,
+            sample_embedding=state.embedding(sample),
+            sample_grad_norm=state.grad_norm(sample[: min(len(sample), 256)]),
+            labelled_embedding=state.embedding(state.labelled),
+            labelled_y=state.labelled_y,
+            pool_margin=pool_margin,
+            pool_entropy=pool_entropy,
             budget_used=state.budget_used,
             labelled_stats=state.labelled_stats(),
             batches=batches,
         )
-
-    @classmethod
-    def from_arrays(cls, **arrays) -> FeatureExtractor:
-        """Build from arrays (keywords as in ``_build``) instead of an ``ALState``."""
-        fe = cls.__new__(cls)
-        fe._build(**arrays)
-        return fe
 
     def _build(self, *, candidates, n_classes, proba, mc_proba, embedding, grad_norm, sample, sample_embedding,
                sample_grad_norm, labelled_embedding, labelled_y, pool_margin, pool_entropy, budget_used, labelled_stats,
@@ -265,7 +254,7 @@ def proposer_membership(candidates: np.ndarray) -> np.ndarray:
     return np.asarray(candidates)[..., _IN_PROPOSER_COLUMNS] > 0.5
 
 
-def pool_sample(state: ALState) -> np.ndarray:
+def pool_sample(state: AcquisitionState) -> np.ndarray:
     """The uniform sample of the unlabelled pool the features use for scales and density."""
     unl = state.unlabelled
     return unl if len(unl) <= _POOL_SAMPLE else state.rng(17).choice(unl, _POOL_SAMPLE, replace=False)

@@ -36,6 +36,37 @@ def smallest_margins(margins: np.ndarray, candidates: np.ndarray, k: int, rng: n
     return np.sort(candidates[top_k(-np.asarray(margins, np.float64), k, rng.random(len(candidates)))])
 
 
+def pool_uncertainty(state) -> tuple[np.ndarray, float]:
+    """The margin of every unlabelled row (in ``state.unlabelled`` order) and the unlabelled pool's mean
+    normalised entropy, from one pass over ``state.proba_chunks()`` (a streamed pool keeps one number an item);
+    once per round."""
+
+    def compute():
+        unl = state.unlabelled
+        log_c = np.log(state.n_classes)
+        margins = np.empty(len(unl))
+        entropy_sum = 0.0
+        for start, p in state.proba_chunks():
+            lo, hi = np.searchsorted(unl, [start, start + len(p)])
+            pu = p[unl[lo:hi] - start]
+            margins[lo:hi] = scores.margin(pu)
+            entropy_sum += float((scores.entropy(pu) / log_c).sum())
+        return margins, (entropy_sum / len(unl) if len(unl) else 0.0)
+
+    return state.cached("pool_uncertainty", compute)
+
+
+def unlabelled_margins(state, rows: np.ndarray) -> np.ndarray:
+    """The margins of ``rows`` (unlabelled pool rows), read from ``pool_uncertainty``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    margins, _ = pool_uncertainty(state)
+    unl = state.unlabelled
+    pos = np.searchsorted(unl, rows)
+    if len(rows) and (pos.max() >= len(unl) or (unl[pos] != rows).any()):
+        raise ValueError("unlabelled_margins: rows must be unlabelled pool rows")
+    return margins[pos]
+
+
 def uncertain_pool(state, n: int, margin_pool: int, pool: np.ndarray | None = None) -> np.ndarray:
     """The ``margin_pool * n`` smallest-margin items of ``pool`` (default: the unlabelled rows), sorted by row id;
     the whole pool when ``margin_pool`` is 0 or the pool is no larger.
@@ -46,7 +77,7 @@ def uncertain_pool(state, n: int, margin_pool: int, pool: np.ndarray | None = No
     k = int(margin_pool) * int(n)
     if margin_pool <= 0 or len(pool) <= k:
         return pool
-    return smallest_margins(scores.margin(state.pool_proba()[pool]), pool, k, state.rng(37))
+    return smallest_margins(unlabelled_margins(state, pool), pool, k, state.rng(37))
 
 
 def k_center_greedy(points: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:

@@ -57,8 +57,11 @@ def propose_candidates(state, k: int, how: str = "random", pool: np.ndarray | No
 
 
 def heuristic_batches(state, n: int, pool: np.ndarray | None = None,
-                      proposers: tuple[str, ...] = BATCH_PROPOSERS) -> dict[str, np.ndarray]:
-    """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows)."""
+                      proposers: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows); ``proposers``
+    default: every one in ``BATCH_PROPOSERS``, BALD only where the state has MC-dropout outputs."""
+    if proposers is None:
+        proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or state.has_mc)
     pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
     n = min(int(n), len(pool))
     return {name: np.asarray(get_heuristic(name).select(state, n, candidates=pool), dtype=np.int64) for name in proposers}

@@ -23,7 +23,7 @@ from metaal.acquisition.ops import (
     uncertain_pool,
 )
 from metaal.errors import MetaalError
-from metaal.state import ALState
+from metaal.state import AcquisitionState
 
 
 class Strategy:
@@ -31,12 +31,12 @@ class Strategy:
     description = ""
     uses_true_labels = False
 
-    def select(self, state: ALState, n: int, candidates: np.ndarray | None = None) -> np.ndarray:
+    def select(self, state: AcquisitionState, n: int, candidates: np.ndarray | None = None) -> np.ndarray:
         """Return n distinct row indices from ``candidates`` (default: every unlabelled row)."""
         raise NotImplementedError
 
     @staticmethod
-    def _candidates(state: ALState, n: int, candidates: np.ndarray | None) -> np.ndarray:
+    def _candidates(state: AcquisitionState, n: int, candidates: np.ndarray | None) -> np.ndarray:
         cands = state.unlabelled if candidates is None else np.asarray(candidates, dtype=np.int64)
         if n > len(cands):
             raise MetaalError(f"cannot select {n} items from {len(cands)} candidates")
@@ -44,7 +44,7 @@ class Strategy:
 
 
 class ScoreStrategy(Strategy):
-    def score(self, state: ALState, idx: np.ndarray) -> np.ndarray:
+    def score(self, state: AcquisitionState, idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def select(self, state, n, candidates=None):
@@ -69,7 +69,7 @@ class LeastConfidence(ScoreStrategy):
     description = "lowest top-class probability"
 
     def score(self, state, idx):
-        return scores.least_confidence(state.pool_proba()[idx])
+        return scores.least_confidence(state.proba(idx))
 
 
 class Margin(ScoreStrategy):
@@ -77,7 +77,7 @@ class Margin(ScoreStrategy):
     description = "smallest gap between the two most likely classes"
 
     def score(self, state, idx):
-        return -scores.margin(state.pool_proba()[idx])
+        return -scores.margin(state.proba(idx))
 
 
 class Entropy(ScoreStrategy):
@@ -85,7 +85,7 @@ class Entropy(ScoreStrategy):
     description = "highest predictive entropy"
 
     def score(self, state, idx):
-        return scores.entropy(state.pool_proba()[idx])
+        return scores.entropy(state.proba(idx))
 
 
 class BALD(ScoreStrategy):
@@ -102,8 +102,8 @@ class Coreset(Strategy):
 
     def select(self, state, n, candidates=None):
         cands = self._candidates(state, n, candidates)
-        emb = state.pool_embedding().astype(np.float64)
-        return cands[k_center_greedy(emb[cands], emb[state.labelled], n)]
+        return cands[k_center_greedy(state.embedding(cands).astype(np.float64),
+                                     state.embedding(state.labelled).astype(np.float64), n)]
 
 
 class Badge(Strategy):
@@ -159,7 +159,7 @@ class ProbCover(Strategy):
         emb = state.pool_embedding().astype(np.float64)
         delta = self.delta
         if delta is None:
-            k = min(len(emb), max(2, state.task.n_classes))
+            k = min(len(emb), max(2, state.n_classes))
             delta = delta_by_purity(emb, kmeans_labels(emb, k, state.rng(47)), self.PURITY)
         return max_coverage(emb, delta, state.labelled, cands, n, state.rng(53))
 

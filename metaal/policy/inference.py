@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metaal.acquisition import features, scores
+from metaal.acquisition import features
 from metaal.acquisition.features import FeatureExtractor
-from metaal.acquisition.ops import smallest_margins, uncertain_pool
+from metaal.acquisition.ops import smallest_margins, uncertain_pool, unlabelled_margins
 from metaal.acquisition.proposals import heuristic_batches, union_candidates
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
@@ -69,12 +69,25 @@ class Policy(Strategy):
         return str(self.meta.get("proposals", "random"))
 
     def select(self, state, n, candidates=None):
+        return self.rank(state, n, candidates)[0]
+
+    def rank(self, state, n: int, candidates=None, prefilter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """n pool rows best first and the policy's score of each, on any ``AcquisitionState`` (``select``'s pool
+        or the loop's state); ``prefilter`` replaces the policy's own (0: none)."""
+        cands, batches = self.candidates(state, n, candidates, prefilter)
+        positions, s = self.choose(FeatureExtractor(state, cands, batches=batches), n)
+        return cands[positions], s
+
+    def candidates(self, state, n: int, candidates=None,
+                   prefilter: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        """The rows the policy scores this round, and the heuristics' batches they came from (``proposals``
+        "batches"; else None): an optional random cap, the smallest-margin pre-filter, then the batches."""
+        prefilter = self.prefilter if prefilter is None else prefilter
         cands = self._candidates(state, n, candidates)
         if self.max_candidates is not None and len(cands) > self.max_candidates and n <= self.max_candidates:
             cands = np.sort(state.rng(29).choice(cands, size=self.max_candidates, replace=False))
-        if self.prefilter and len(cands) > prefilter_size(self.prefilter, n):
-            kept = smallest_margins(scores.margin(state.pool_proba()[cands]), cands, prefilter_size(self.prefilter, n),
-                                    state.rng(31))
+        if prefilter and len(cands) > prefilter_size(prefilter, n):
+            kept = smallest_margins(unlabelled_margins(state, cands), cands, prefilter_size(prefilter, n), state.rng(31))
             if self.proposals == "batches":  # random, coreset and BADGE batches also need the rest of the pool
                 kept = np.union1d(kept, np.intersect1d(features.pool_sample(state), cands))
             cands = kept
@@ -82,8 +95,7 @@ class Policy(Strategy):
         if self.proposals == "batches":  # after any pre-filter: coreset and BADGE then run on a bounded set
             batches = heuristic_batches(state, n, uncertain_pool(state, n, self.margin_pool, cands))
             cands = union_candidates(batches)
-        positions, _ = self.choose(FeatureExtractor(state, cands, batches=batches), n)
-        return cands[positions]
+        return cands, batches
 
     def choose(self, fe, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions into ``fe.candidates`` of n picks in order, and the policy's score of each pick:
