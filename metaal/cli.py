@@ -8,8 +8,24 @@ import sys
 
 import click
 
+# option defaults live once, in the config dataclasses (torch-free modules, so the CLI starts fast)
+from metaal.config import (
+    ALL_ORACLE_MODES,
+    EVAL_STRATEGIES,
+    ORACLE_METRICS,
+    PROPOSALS,
+    BenchmarkConfig,
+    EvalConfig,
+    GenerateConfig,
+    LearnerConfig,
+    LoopConfig,
+    OracleConfig,
+    SelectConfig,
+    SplitConfig,
+    defaults,
+)
 from metaal.distill.config import ALGOS, COUNT_CONTEXTS, GAIN_TARGETS
-from metaal.distill.config import DistillConfig as DISTILL  # option defaults live in the config (torch-free)
+from metaal.distill.config import DistillConfig as DISTILL
 from metaal.errors import MetaalError
 
 
@@ -48,30 +64,38 @@ def _setup_threads(threads: int | None) -> int:
     return n
 
 
-def learner_options(f):
-    """Options shared by every command that trains the learner."""
-    opts = [
-        click.option("--model", default="auto", show_default=True, help="auto (MLP or CNN), mlp, cnn or resnet18."),
-        click.option("--epochs-steps", "train_steps", type=int, default=100, show_default=True, help="Optimiser steps per training round."),
-        click.option("--warm-start/--from-scratch", default=False, help="Each round from the last weights (default: from scratch)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS)."),
-        click.option("--data-root", type=click.Path(file_okay=False), default=None, help="torchvision data root (or $METAAL_DATA_ROOT)."),
-        click.option("--label-column", default="label", show_default=True, help="Label column of csv: tasks."),
-        click.option("--download", is_flag=True, help="Let torchvision tasks download into --data-root."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def learner_options(job):
+    """Options shared by every command that trains the learner; ``job``: the command's config dataclass (its
+    device, label column and data-root defaults)."""
+
+    def decorate(f):
+        opts = [
+            click.option("--model", default=LearnerConfig.model, show_default=True, help="auto (MLP or CNN), mlp, cnn or resnet18."),
+            click.option("--epochs-steps", "train_steps", type=int, default=LearnerConfig.steps, show_default=True,
+                         help="Optimiser steps per training round."),
+            click.option("--warm-start/--from-scratch", default=LearnerConfig.warm_start,
+                         help="Each round from the last weights (default: from scratch)."),
+            click.option("--device", default=job.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
+            click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS)."),
+            click.option("--data-root", type=click.Path(file_okay=False), default=job.data_root,
+                         help="torchvision data root (or $METAAL_DATA_ROOT)."),
+            click.option("--label-column", default=job.label_column, show_default=True, help="Label column of csv: tasks."),
+            click.option("--download", is_flag=True, default=job.download, help="Let torchvision tasks download into --data-root."),
+        ]
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate
 
 
-def loop_options(budget: int = 200):
+def loop_options(loop: LoopConfig):
     def decorate(f):
         for opt in reversed(
             [
-                click.option("--initial", type=int, default=10, show_default=True, help="Initial labelled examples."),
-                click.option("--budget", type=int, default=budget, show_default=True, help="Labels queried after the initial set."),
-                click.option("--query-size", type=int, default=10, show_default=True, help="Labels per round."),
+                click.option("--initial", type=int, default=loop.initial, show_default=True, help="Initial labelled examples."),
+                click.option("--budget", type=int, default=loop.budget, show_default=True, help="Labels queried after the initial set."),
+                click.option("--query-size", type=int, default=loop.query_size, show_default=True, help="Labels per round."),
             ]
         ):
             f = opt(f)
@@ -85,7 +109,7 @@ TRUST_PICKLE_HELP = "Allow a trusted policy's pickles (they can run code)."
 
 
 def trust_pickle_option(f):
-    return click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)(f)
+    return click.option("--trust-pickle", is_flag=True, default=False, help=TRUST_PICKLE_HELP)(f)
 
 
 def eval_options(strategies: str, which: str, seeds: int, section: str):
@@ -96,14 +120,14 @@ def eval_options(strategies: str, which: str, seeds: int, section: str):
             click.option("--strategies", default=strategies,
                          help=f"Comma list (`metaal strategies`; default: {which}); random always runs."),
             click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy'."),
-            click.option("--policy-candidates", type=int, default=None,
+            click.option("--policy-candidates", type=int, default=EvalConfig.policy_candidates,
                          help="The policy scores this many random items a round (default: all)."),
             click.option("--seeds", type=int, default=seeds, show_default=True, help="Seeds per task (paired across strategies)."),
-            click.option("--seed", type=int, default=0, show_default=True, help="First seed."),
-            loop_options(),
-            click.option("--max-pool", type=int, default=None,
+            click.option("--seed", type=int, default=EvalConfig.seed, show_default=True, help="First seed."),
+            loop_options(defaults(EvalConfig)["loop"]),
+            click.option("--max-pool", type=int, default=defaults(EvalConfig)["split"].max_pool,
                          help="Subsample bigger pools to this many items, stratified, per seed (default: keel's 5000)."),
-            learner_options,
+            learner_options(EvalConfig),
             click.option("--workers", type=int, default=1, show_default=True, help="Local processes; results do not depend on it."),
             click.option("--stack/--no-stack", default=True,
                          help="A task's runs in lockstep, trained as one (default); --no-stack: one run at a time."),
@@ -199,8 +223,6 @@ def strategies():
 
 
 def _learner_config(p: dict):
-    from metaal.learners import LearnerConfig
-
     if p["train_steps"] < 1:
         raise MetaalError(f"--epochs-steps must be at least 1, got {p['train_steps']}")
     return LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"])
@@ -213,10 +235,6 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 
 def _eval_config(p: dict, tasks: list[str]):
     """The EvalConfig of transfer-eval's (and benchmark's) options."""
-    from metaal.evaluate import EvalConfig
-    from metaal.loop import LoopConfig
-    from metaal.tasks import SplitConfig
-
     max_pool = p.get("max_pool")
     if max_pool is not None and (isinstance(max_pool, bool) or not isinstance(max_pool, int) or max_pool < 1):
         raise MetaalError(f"--max-pool must be a positive whole number, got {max_pool!r}")
@@ -241,8 +259,7 @@ def _eval_config(p: dict, tasks: list[str]):
 
 @cli.command("transfer-eval")
 @click.option("--tasks", help="Task specs, comma-separated (`metaal datasets`).")
-@eval_options("random,margin,entropy,least_confidence,bald,coreset,badge", "the seven heuristics", seeds=3,
-              section="evaluate")
+@eval_options(",".join(EVAL_STRATEGIES), "the seven heuristics", seeds=EvalConfig.seeds, section="evaluate")
 @click.pass_context
 @handle_errors
 def transfer_eval(ctx, **p):
@@ -267,7 +284,6 @@ def transfer_eval(ctx, **p):
 
 
 BENCH_KEYS = EVAL_KEYS | {"suite", "splits", "reference"}
-BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,typiclust,probcover"
 
 
 @cli.command()
@@ -275,7 +291,7 @@ BENCH_STRATEGIES = "random,margin,entropy,least_confidence,bald,coreset,badge,ty
 @click.option("--splits", type=click.Path(dir_okay=False), default=None, help="Task split file (default: metaal's own).")
 @click.option("--tasks", default=None, help="Or a comma list of task specs instead of a suite.")
 @click.option("--reference", default=None, help="Tested against every other (default: policy, else margin).")
-@eval_options(BENCH_STRATEGIES, "nine heuristics", seeds=10, section="benchmark")
+@eval_options(",".join(BenchmarkConfig.strategies), "nine heuristics", seeds=BenchmarkConfig.seeds, section="benchmark")
 @click.pass_context
 @handle_errors
 def benchmark(ctx, **p):
@@ -312,29 +328,32 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 
 @cli.command()
 @click.option("--tasks", help="Source task specs, comma-separated; each episode draws one.")
-@click.option("--episodes", type=int, default=8, show_default=True, help="Expert episodes.")
-@click.option("--candidates", "-K", type=int, default=32, show_default=True, help="Candidates the oracle scores a round.")
-@loop_options(budget=60)
-@click.option("--oracle", "oracle_mode", default="finetune", type=click.Choice(["finetune", "retrain", "first-order", "batch"]),
-              metavar="MODE", help="finetune (default), retrain, first-order or batch.")
-@click.option("--proposals", default="random", type=click.Choice(["random", "heuristics"]), metavar="HOW",
-              help="Lookahead candidates: random (default) or the heuristics' picks.")
-@click.option("--oracle-horizon", type=int, default=1, help="Batch oracle: rounds until the gain is measured (1).")
-@click.option("--oracle-metric", type=click.Choice(["loss", "accuracy"]), default="loss", metavar="METRIC",
-              help="The expert maximises the loss (default) or accuracy gain.")
-@click.option("--oracle-margin-pool", type=int, default=0, help="Batch oracle: from the M x n smallest margins (0: all).")
-@click.option("--oracle-steps", type=int, default=10, show_default=True, help="Optimiser steps of a finetune lookahead.")
-@click.option("--oracle-lr", type=float, default=0.05, show_default=True, help="SGD step size of the lookahead.")
-@click.option("--oracle-chunk", type=int, default=None, help="Candidates per lookahead chunk (default: automatic).")
-@click.option("--rollin", default="expert", show_default=True, help="expert, random, a strategy or policy:DIR.")
-@click.option("--beta", type=float, default=0.5, show_default=True, help="Chance of the expert's pick (other --rollin).")
-@learner_options
+@click.option("--episodes", type=int, default=GenerateConfig.episodes, show_default=True, help="Expert episodes.")
+@click.option("--candidates", "-K", type=int, default=GenerateConfig.candidates, show_default=True,
+              help="Candidates the oracle scores a round.")
+@loop_options(defaults(GenerateConfig)["loop"])
+@click.option("--oracle", "oracle_mode", default=OracleConfig.mode, type=click.Choice(ALL_ORACLE_MODES), metavar="MODE",
+              show_default=True, help="finetune, retrain, first-order or batch.")
+@click.option("--proposals", default=OracleConfig.proposals, type=click.Choice(PROPOSALS), metavar="HOW", show_default=True,
+              help="Lookahead candidates: random or the heuristics' picks.")
+@click.option("--oracle-horizon", type=int, default=OracleConfig.horizon, show_default=True,
+              help="Batch oracle: rounds until the gain is measured.")
+@click.option("--oracle-metric", type=click.Choice(ORACLE_METRICS), default=OracleConfig.metric, metavar="METRIC",
+              show_default=True, help="The expert maximises the loss or accuracy gain.")
+@click.option("--oracle-margin-pool", type=int, default=OracleConfig.margin_pool, show_default=True,
+              help="Batch oracle: from the M x n smallest margins (0: all).")
+@click.option("--oracle-steps", type=int, default=OracleConfig.steps, show_default=True, help="Optimiser steps of a finetune lookahead.")
+@click.option("--oracle-lr", type=float, default=OracleConfig.lr, show_default=True, help="SGD step size of the lookahead.")
+@click.option("--oracle-chunk", type=int, default=OracleConfig.chunk, help="Candidates per lookahead chunk (default: automatic).")
+@click.option("--rollin", default=GenerateConfig.rollin, show_default=True, help="expert, random, a strategy or policy:DIR.")
+@click.option("--beta", type=float, default=GenerateConfig.beta, show_default=True, help="Chance of the expert's pick (other --rollin).")
+@learner_options(GenerateConfig)
 @click.option("--workers", type=int, default=None, help="Processes, a shard each (1); ray: episodes at once.")
 @click.option("--shard", default=None, help="i/N: only this slice of the episodes (job arrays).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", help="ray: each episode a Ray task.")
 @click.option("--address", default=None, help="--backend ray: cluster (auto or HOST:PORT; default: local).")
 @click.option("--gpus-per-episode", type=float, default=0.0, help="--backend ray: GPUs per episode (fractions share one).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of tasks, splits and episodes.")
+@click.option("--seed", type=int, default=GenerateConfig.seed, show_default=True, help="Seed of tasks, splits and episodes.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; [generate] sets any option.")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings.")
 @trust_pickle_option
@@ -345,9 +364,8 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
 def generate(ctx, **p):
     """Run expert active learning on source tasks and store trajectories with oracle gains."""
     from metaal.config import read_config, section
-    from metaal.generate import GenerateConfig
+    from metaal.generate import GenerateConfig as Checked
     from metaal.generate import generate as run
-    from metaal.loop import LoopConfig
     from metaal.tasks import parse_task_list
 
     cfg = read_config(p["config_file"])
@@ -358,7 +376,7 @@ def generate(ctx, **p):
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
               "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
               "margin_pool": p["oracle_margin_pool"]}
-    config = GenerateConfig(
+    config = Checked(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],
         candidates=p["candidates"],
@@ -405,7 +423,7 @@ def inspect(path, trust_pickle):
 @click.option("--batch-size", type=int, default=DISTILL.batch_size, show_default=True, help="Stored steps per minibatch.")
 @click.option("--lr", type=float, default=DISTILL.lr, show_default=True, help="Adam learning rate.")
 @click.option("--hidden", type=int, default=DISTILL.hidden, show_default=True, help="Width of the per-candidate network.")
-@click.option("--drop-features", default="", help="Comma list of features held at 0 in training and use (an ablation; "
+@click.option("--drop-features", default=",".join(defaults(DISTILL)["drop_features"]), help="Comma list of features held at 0 in training and use (an ablation; "
               "see `metaal inspect` for the names).")
 @click.option("--count-context", type=click.Choice(list(COUNT_CONTEXTS)), default=DISTILL.count_context, show_default=True,
               help="The label count the policy sees: as stored, or per-class: log((1 + labelled) / classes) in place "
@@ -415,7 +433,7 @@ def inspect(path, trust_pickle):
 @click.option("--device", default=DISTILL.device, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default 1, or $METAAL_THREADS).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file; its [distill] table sets any option above.")
-@click.option("--verbose", is_flag=True, help="Show d3rlpy's own output and keep its logs in OUT/d3rlpy_logs.")
+@click.option("--verbose", is_flag=True, default=DISTILL.verbose, help="Show d3rlpy's own output and keep its logs in OUT/d3rlpy_logs.")
 @click.option("--out", required=True, type=click.Path(), help="Policy directory (appears complete or not at all; training is checkpointed in OUT.partial and a rerun resumes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -481,26 +499,27 @@ def run_cmd(quick, config_file, threads, out, quiet):
                    "a folder of images (index = position in the sorted relative paths), or a task spec (its labels are ignored).")
 @click.option("--labels", "labels_file", required=True, type=click.Path(),
               help="CSV with columns index,label for the items labelled so far (any labels; strings allowed).")
-@click.option("--strategy", default="margin", show_default=True, help="A strategy (see `metaal strategies`) or policy:DIR.")
-@click.option("--n", "n", type=int, default=20, show_default=True, help="How many items to label next.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Model initialisation, training order and tie-breaks.")
-@click.option("--budget", type=int, default=None,
+@click.option("--strategy", default=SelectConfig.strategy, show_default=True,
+              help="A strategy (see `metaal strategies`) or policy:DIR.")
+@click.option("--n", "n", type=int, default=SelectConfig.n, show_default=True, help="How many items to label next.")
+@click.option("--seed", type=int, default=SelectConfig.seed, show_default=True,
+              help="Model initialisation, training order and tie-breaks.")
+@click.option("--budget", type=int, default=SelectConfig.budget,
               help="Labels you plan to have in total; tells the policy how far along the loop is (default: labelled + n).")
-@click.option("--prefilter", type=int, default=None,
-              help="Policy: featurise only this many smallest-margin items, at least 10 x n (default 200; 0: the whole pool).")
-@learner_options
+@click.option("--prefilter", type=int, default=SelectConfig.prefilter, show_default=True,
+              help="Policy: featurise only this many smallest-margin items, at least 10 x n (0: the whole pool).")
+@learner_options(SelectConfig)
 @trust_pickle_option
 @click.option("--out", required=True, type=click.Path(), help="CSV to write: index,score,rank,predicted_label,confidence.")
 @handle_errors
 def select_cmd(**p):
     """Which items to label next: train on LABELS, rank the rest of the pool, write the top n."""
-    from metaal.learners import LearnerConfig
-    from metaal.select import DEFAULT_PREFILTER, select_next
+    from metaal.select import select_next
 
     _setup_threads(p["threads"])
     if p["train_steps"] < 1:
         raise MetaalError(f"--epochs-steps must be at least 1, got {p['train_steps']}")
-    prefilter = DEFAULT_PREFILTER if p["prefilter"] is None else p["prefilter"]
+    prefilter = p["prefilter"]
     if prefilter < 0:
         raise MetaalError(f"--prefilter must be at least 0, got {prefilter}")
     sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],

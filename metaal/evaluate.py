@@ -10,51 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from metaal.config import EvalConfig
 from metaal.errors import MetaalError
 from metaal.io import atomic_write_json, ensure_writable_dir, git_commit, remove_stale_temporaries
-from metaal.learners import LearnerConfig, resolve_device
-from metaal.loop import LoopConfig, run_episode, run_lockstep
+from metaal.learners import resolve_device
+from metaal.loop import run_episode, run_lockstep
 from metaal.registry import get_strategy
 from metaal.report import slug
-from metaal.tasks import SplitConfig, load_task
-
-REFERENCE = "random"
-
-
-@dataclass
-class EvalConfig:
-    tasks: list[str]
-    strategies: list[str]
-    seeds: int = 3
-    seed: int = 0  # first seed; runs use seed, seed+1, ...
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    device: str = "auto"
-    data_root: str | None = None
-    label_column: str = "label"
-    download: bool = False  # torchvision: fetch missing data sets into data_root
-    trust_pickle: bool = False  # --policy may read pickle-based policy files (model.d3); see load_policy
-    policy: str | None = None  # policy directory: adds the strategy "policy"
-    policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
-    oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def strategy_list(self) -> list[str]:
-        """Random is always run: labels-to-random-final and the report are relative to it."""
-        names = list(dict.fromkeys(self.strategies))
-        if self.policy and "policy" not in names:
-            names.append("policy")
-        if REFERENCE not in names:
-            names.insert(0, REFERENCE)
-        return names
+from metaal.tasks import load_task
 
 
 def _make_strategy(name: str, config: EvalConfig, device):

@@ -11,56 +11,24 @@ killed run resumes by redoing only the episodes that were never committed.
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
+from metaal.config import GenerateConfig as _GenerateSettings
 from metaal.errors import MetaalError
 from metaal.io import package_versions, provenance
-from metaal.learners import LearnerConfig, derive_seed, resolve_device
-from metaal.loop import LoopConfig, new_state
+from metaal.learners import derive_seed, resolve_device
+from metaal.loop import new_state
 from metaal.store import EpisodeRecord
-from metaal.tasks import SplitConfig, load_task
+from metaal.tasks import load_task
 
 
-@dataclass
-class GenerateConfig:
-    tasks: list[str]
-    episodes: int = 8
-    candidates: int = 32
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(initial=10, budget=60, query_size=10))
-    oracle: dict = field(default_factory=dict)  # OracleConfig fields
-    rollin: str = "expert"  # expert | random | <strategy> | policy:DIR
-    beta: float = 0.5  # probability of the expert's pick at each step when rollin != expert
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    label_column: str = "label"
-    download: bool = False  # torchvision: fetch missing data sets into data_root
-    trust_pickle: bool = False  # --rollin policy:DIR may read pickle-based policy files (a security choice, not content)
-
-    def oracle_config(self):
-        from metaal.oracle import OracleConfig
-
-        try:
-            return OracleConfig(**{**self.oracle, "candidates": self.candidates})
-        except TypeError as exc:
-            raise MetaalError(f"unknown oracle option: {exc}") from None
-
-    def identity(self) -> dict:
-        """What defines a store's content (device and process layout do not)."""
-        d = asdict(self)
-        d.pop("device")
-        d.pop("download")
-        d.pop("trust_pickle", None)
-        d["oracle"] = self.oracle_config().to_dict()
-        d["oracle"].pop("chunk", None)  # a memory knob, not content
-        return d
+class GenerateConfig(_GenerateSettings):
+    """``metaal.config.GenerateConfig`` (the settings and their defaults) with the checks that read the acquisition
+    layer (how many candidates the batch oracle's proposals need)."""
 
     def validate(self) -> None:
         from metaal.acquisition.proposals import max_candidates

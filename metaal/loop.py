@@ -7,39 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metaal.errors import MetaalError
+from metaal.config import LoopConfig
 from metaal.learners import Learner, LearnerConfig, derive_seed
 from metaal.learners.stacked import fit_many
 from metaal.metrics import aulc
 from metaal.state import ALState
 from metaal.tasks import Task
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    initial: int = 10
-    budget: int = 200
-    query_size: int = 10
-
-    def validate(self, pool_size: int | None = None, where: str = "") -> None:
-        prefix = f"{where}: " if where else ""
-        if self.initial < 1:
-            raise MetaalError(f"{prefix}--initial must be at least 1, got {self.initial}")
-        if self.budget < 1:
-            raise MetaalError(f"{prefix}--budget must be at least 1, got {self.budget}")
-        if self.query_size < 1:
-            raise MetaalError(f"{prefix}--query-size must be at least 1, got {self.query_size}")
-        if self.query_size > self.budget:
-            raise MetaalError(f"{prefix}--query-size {self.query_size} is larger than the budget {self.budget}")
-        if pool_size is not None and self.initial + self.budget > pool_size:
-            raise MetaalError(
-                f"{prefix}initial + budget = {self.initial + self.budget} labels but the pool has only {pool_size} items"
-            )
-
-    def rounds(self) -> list[int]:
-        """Query sizes of the rounds: full rounds, then a smaller last one if the budget says so."""
-        full, rest = divmod(self.budget, self.query_size)
-        return [self.query_size] * full + ([rest] if rest else [])
 
 
 @dataclass

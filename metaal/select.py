@@ -32,11 +32,12 @@ import numpy as np
 
 from metaal.acquisition.ops import top_k
 from metaal.acquisition.strategies import ScoreStrategy, Strategy
+from metaal.config import LearnerConfig, SelectConfig
 from metaal.errors import MetaalError
 from metaal.registry import get_strategy
 from metaal.tasks.pools import Pool, check_labelled, encode_labels, few, load_image_folder, load_pool, read_labels_csv
 
-DEFAULT_PREFILTER = 200  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
+DEFAULT_PREFILTER = SelectConfig.prefilter  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
 CHUNK = 16384  # pool rows per forward pass when streaming
 
 
@@ -480,18 +481,18 @@ def _read_labelled(labels, pool: Pool) -> tuple[np.ndarray, np.ndarray, list]:
 def select_next(
     data,
     labels,
-    n: int = 20,
-    strategy="margin",
+    n: int = SelectConfig.n,
+    strategy=SelectConfig.strategy,
     *,
-    model: str = "auto",
+    model: str = LearnerConfig.model,
     learner=None,
-    seed: int = 0,
-    device: str = "cpu",
-    budget: int | None = None,
-    prefilter: int | None = DEFAULT_PREFILTER,
-    label_column: str = "label",
-    data_root: str | None = None,
-    download: bool = False,
+    seed: int = SelectConfig.seed,
+    device: str = SelectConfig.device,
+    budget: int | None = SelectConfig.budget,
+    prefilter: int | None = SelectConfig.prefilter,
+    label_column: str = SelectConfig.label_column,
+    data_root: str | None = SelectConfig.data_root,
+    download: bool = SelectConfig.download,
     trust_pickle: bool = False,
     out: str | Path | None = None,
 ) -> Selection:
@@ -510,7 +511,7 @@ def select_next(
     """
     from metaal.errors import Problems
     from metaal.io import check_output_file
-    from metaal.learners import Learner, LearnerConfig, derive_seed, resolve_device
+    from metaal.learners import Learner, derive_seed, resolve_device
 
     problems = Problems()
     if budget is not None and budget < 1:

@@ -22,12 +22,12 @@ import numpy as np
 from metaal.acquisition.features import BATCH_PROPOSERS  # the feature schema names each batch proposer
 from metaal.acquisition.ops import uncertain_pool
 from metaal.acquisition.strategies import get_heuristic
+from metaal.config import PROPOSALS
 from metaal.errors import MetaalError
 
 __all__ = ["PROPOSALS", "PROPOSERS", "heuristic_batches", "max_candidates", "propose_candidates", "uncertain_pool",
            "union_candidates"]
 
-PROPOSALS = ("random", "heuristics")
 PROPOSERS = ("margin", "entropy", "least_confidence", "bald", "coreset", "badge")
 
 

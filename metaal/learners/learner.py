@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaal.config import LearnerConfig
 from metaal.errors import MetaalError
 from metaal.learners.models import Net, build_model, resolve_model
-
-
-@dataclass(frozen=True)
-class LearnerConfig:
-    """Training recipe.  A fixed number of optimiser steps per round keeps cost flat across rounds."""
-
-    model: str = "auto"
-    hidden: int = 128
-    dropout: float = 0.3
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    steps: int = 100
-    batch_size: int = 32
-    warm_start: bool = False
-    mc_samples: int = 10
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_device(device: str) -> torch.device:

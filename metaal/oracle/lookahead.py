@@ -45,8 +45,7 @@ copies of the weights, never on the learner's tensors.
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,18 +53,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from metaal.acquisition.proposals import PROPOSALS
+from metaal.config import ALL_ORACLE_MODES, ORACLE_METRICS, ORACLE_MODES, OracleConfig
 from metaal.errors import MetaalError
 from metaal.learners.fused import FusedMLP, MaskedDropout
 from metaal.learners.fused import plan as fused_plan
 from metaal.learners.learner import Learner, derive_seed
 from metaal.learners.stacked import adam_step
 from metaal.metrics import accuracy_then_loss
-
-ORACLE_MODES = ("finetune", "retrain", "first-order")  # single-candidate lookaheads (lookahead_gains)
-ALL_ORACLE_MODES = ORACLE_MODES + ("batch",)  # + heuristic batches retrained (metaal.oracle.batch)
-
-ORACLE_METRICS = ("loss", "accuracy")
 
 
 def expert_key(loss_gain, acc_gain, metric: str = "loss") -> np.ndarray:
@@ -79,51 +73,6 @@ CPU_MEMORY_CAP = 1 << 30  # bytes one chunk may use on CPU
 CUDA_MEMORY_FRACTION = 0.25  # of the free device memory
 CPU_CHUNK_ACT_BYTES = 64 << 20  # activations of one training chunk on CPU
 CPU_VAL_BLOCK_BYTES = 32 << 20  # activations per validation block on CPU (cache-friendly)
-
-
-@dataclass(frozen=True)
-class OracleConfig:
-    """How the lookahead expert scores a candidate."""
-
-    mode: str = "finetune"  # "finetune" | "retrain" | "first-order" | "batch"
-    steps: int = 10  # S optimiser steps for finetune
-    lr: float = 0.05  # SGD step size for finetune and the eta of first-order
-    batch_size: int = 32  # minibatch size including the candidate
-    chunk: int | None = None  # candidates per vmapped chunk; None = automatic (bounded memory)
-    candidates: int = 32  # K used by OracleStrategy when it draws its own candidates
-    proposals: str = "random"  # how the K candidates are drawn: random | heuristics (acquisition.proposals)
-    horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
-    metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
-    margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
-
-    def __post_init__(self):
-        if self.mode not in ALL_ORACLE_MODES:
-            raise MetaalError(f"unknown oracle mode '{self.mode}' (choose from {', '.join(ALL_ORACLE_MODES)})")
-        if int(self.steps) < 1:
-            raise MetaalError(f"oracle steps must be at least 1, got {self.steps}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise MetaalError(f"oracle lr must be a positive number, got {self.lr}")
-        if int(self.batch_size) < 1:
-            raise MetaalError(f"oracle batch_size must be at least 1 (it includes the candidate), got {self.batch_size}")
-        if self.chunk is not None and int(self.chunk) < 1:
-            raise MetaalError(f"oracle chunk must be at least 1 or None (automatic), got {self.chunk}")
-        if int(self.candidates) < 1:
-            raise MetaalError(f"oracle candidates must be at least 1, got {self.candidates}")
-        if int(self.horizon) < 1:
-            raise MetaalError(f"oracle horizon must be at least 1, got {self.horizon}")
-        if int(self.margin_pool) < 0:
-            raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
-        if self.margin_pool and self.mode != "batch":
-            raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
-        if self.metric not in ORACLE_METRICS:
-            raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
-        if self.metric == "accuracy" and self.mode == "first-order":
-            raise MetaalError("the first-order oracle has no accuracy gain: use --oracle-metric loss")
-        if self.proposals not in PROPOSALS:
-            raise MetaalError(f"unknown candidate proposals '{self.proposals}' (choose from {', '.join(PROPOSALS)})")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metaal.config import SplitConfig
 from metaal.errors import MetaalError
 
 
@@ -60,17 +61,6 @@ def validate_arrays(spec: str, X, y) -> Dataset:
     if len(classes) < 2:
         raise MetaalError(f"{spec}: needs at least 2 classes, found {len(classes)}")
     return Dataset(spec, X, y_codes.astype(np.int64), tuple(str(c) for c in classes))
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How a data set is divided; fractions of N, capped so that evaluation stays cheap on big sets."""
-
-    test_fraction: float = 0.25
-    val_fraction: float = 0.15
-    max_test: int = 2000
-    max_val: int = 1000
-    max_pool: int | None = None
 
 
 @dataclass(frozen=True)
