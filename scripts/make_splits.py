@@ -38,10 +38,10 @@ import argparse
 import hashlib
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from metaal.tasks.subsets import SubsetStats as Stats  # one definition of a task's numbers and its stratum
+from metaal.tasks.subsets import subset_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "metaal" / "tasks" / "splits.toml"
@@ -82,16 +82,6 @@ DESCRIPTION = " ".join(line.strip() for line in __doc__.split("The rule (also wr
                        .strip().splitlines())
 
 
-@dataclass(frozen=True)
-class Stats:
-    spec: str
-    items: int
-    classes: int
-    imbalance: float
-    pool: int
-    smallest: int
-
-
 def base_of(spec: str) -> str:
     for base, patterns in BASES.items():
         for p in patterns:
@@ -103,15 +93,7 @@ def base_of(spec: str) -> str:
 def task_stats(specs: list[str]) -> dict[str, Stats]:
     from tqdm import tqdm
 
-    from metaal.tasks import load_dataset, make_task
-
-    out = {}
-    for spec in tqdm(specs, desc="tasks", leave=False):
-        ds = load_dataset(spec)
-        pool = len(make_task(ds, 0).pool)
-        counts = np.bincount(ds.y)
-        out[spec] = Stats(spec, len(ds.y), ds.n_classes, float(counts.max() / counts.min()), pool, int(counts.min()))
-    return out
+    return {spec: subset_stats(spec) for spec in tqdm(specs, desc="tasks", leave=False)}
 
 
 def fits_protocol(s: Stats) -> bool:
@@ -123,10 +105,7 @@ def fits_source(s: Stats) -> bool:
 
 
 def stratum(s: Stats) -> tuple[int, int, int]:
-    size = 0 if s.items < 500 else 1 if s.items < 2000 else 2
-    classes = 0 if s.classes == 2 else 1 if s.classes <= 5 else 2
-    imbalance = 0 if s.imbalance < 3 else 1 if s.imbalance < 10 else 2
-    return size, classes, imbalance
+    return s.stratum()
 
 
 def make_splits(stats: dict[str, Stats], seed: int = SEED) -> dict:

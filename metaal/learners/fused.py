@@ -200,6 +200,10 @@ class FusedMLP:
     def gradients(self, params, x_lab, y_lab, xc, yc, masks) -> dict[str, torch.Tensor]:
         """Per-copy gradients of the minibatch loss (for optimisers that need them, e.g. Adam)."""
         wb, delta, saved = self._minibatch(params, x_lab, y_lab, xc, yc, masks)
+        return self.backward_gradients(wb, delta, saved, masks)
+
+    def backward_gradients(self, wb, delta, saved, masks) -> dict[str, torch.Tensor]:
+        """Per-copy gradients of every weight and bias, back-propagated from the output error ``delta``."""
         grads = {}
 
         def apply(i, d, h):

@@ -202,14 +202,7 @@ class _Trainer:
         err = torch.softmax(logits, dim=-1)
         err.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(y, -1, dtype=err.dtype).unsqueeze(-1))
         delta = err.mul_(weight.unsqueeze(-1))
-        grads = {}
-
-        def apply(i, d, h_in):
-            grads[fused.param_names[2 * i]] = torch.bmm(d.transpose(1, 2), h_in)
-            grads[fused.param_names[2 * i + 1]] = d.sum(1)
-
-        fused.backward(wb, delta, saved, ordered, apply)
-        return grads
+        return fused.backward_gradients(wb, delta, saved, ordered)
 
     def _loss(self, params, x, y, weight, mask_args):
         dropped = [name for name, p, _shape in self.layers if p > 0]

@@ -47,7 +47,8 @@ class SubsetStats:
     smallest: int
 
     def stratum(self) -> tuple[int, int, int]:
-        """The task split's strata (scripts/make_splits.py): size, class count, imbalance."""
+        """The task split's strata (the rule of scripts/make_splits.py, which uses this class): size, class count,
+        imbalance."""
         size = 0 if self.items < 500 else 1 if self.items < 2000 else 2
         classes = 0 if self.classes == 2 else 1 if self.classes <= 5 else 2
         imbalance = 0 if self.imbalance < 3 else 1 if self.imbalance < 10 else 2
