@@ -228,6 +228,13 @@ def _learner_config(p: dict):
     return LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"])
 
 
+def _episode_settings(p: dict) -> dict:
+    """The settings generate's and transfer-eval's configs share: the loop, the learner, where data comes from."""
+    return {"loop": LoopConfig(p["initial"], p["budget"], p["query_size"]), "learner": _learner_config(p),
+            "device": p["device"], "data_root": p["data_root"], "label_column": p["label_column"],
+            "download": p["download"], "trust_pickle": p["trust_pickle"]}
+
+
 EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps",
              "warm_start", "device", "data_root", "label_column", "policy", "policy_candidates", "oracle", "workers", "backend",
              "address", "gpus_per_run", "stack", "max_pool"}
@@ -243,17 +250,11 @@ def _eval_config(p: dict, tasks: list[str]):
         strategies=_list(p["strategies"]),
         seeds=p["seeds"],
         seed=p["seed"],
-        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
-        learner=_learner_config(p),
         split=SplitConfig(max_pool=max_pool),
-        device=p["device"],
-        data_root=p["data_root"],
-        label_column=p["label_column"],
-        download=p["download"],
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
-        trust_pickle=p["trust_pickle"],
         oracle=dict(p.get("oracle") or {}),
+        **_episode_settings(p),
     )
 
 
@@ -380,17 +381,11 @@ def generate(ctx, **p):
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],
         candidates=p["candidates"],
-        loop=LoopConfig(p["initial"], p["budget"], p["query_size"]),
         oracle=oracle,
         rollin=p["rollin"],
         beta=p["beta"],
-        learner=_learner_config(p),
         seed=p["seed"],
-        device=p["device"],
-        data_root=p["data_root"],
-        label_column=p["label_column"],
-        download=p["download"],
-        trust_pickle=p["trust_pickle"],
+        **_episode_settings(p),
     )
     status = run(config, p["out"], workers=p["workers"], shard=p["shard"], overwrite=p["overwrite"], progress=not p["quiet"],
                  backend=p["backend"], address=p["address"], gpus_per_episode=p["gpus_per_episode"], threads=threads)

@@ -128,9 +128,10 @@ def embedded_study(quick: bool = False) -> Study:
                         loop=LoopConfig(10, 40, 10), learner=replace(learner, steps=50), oracle=dict(ORACLE))
         return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis,
                      evaluate=ev, extra_initial=list(EXTRA_INITIAL))
-    gen = GenerateConfig(tasks=list(EMBEDDED_SOURCES), episodes=24, candidates=60, loop=LoopConfig(10, 60, 10),
-                         oracle=dict(ORACLE), learner=learner)
-    dis = DistillConfig(algo="gain", target="accuracy", steps=2000, batch_size=128, count_context="per-class")
+    # what is not named here is the library's default (GenerateConfig's loop 10 + 60 by 10, DistillConfig's
+    # gain algorithm, 2000 steps of 128)
+    gen = GenerateConfig(tasks=list(EMBEDDED_SOURCES), episodes=24, candidates=60, oracle=dict(ORACLE), learner=learner)
+    dis = DistillConfig(target="accuracy", count_context="per-class")
     ev = EvalConfig(tasks=list(EMBEDDED_TARGETS), strategies=[*BASELINES, "oracle"], seeds=5, loop=LoopConfig(10, 150, 10),
                     learner=learner, oracle=dict(ORACLE))
     return Study(sources=list(EMBEDDED_SOURCES), targets=list(EMBEDDED_TARGETS), generate=gen, distill=dis, evaluate=ev,
