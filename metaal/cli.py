@@ -95,7 +95,7 @@ def eval_options(strategies: str, which: str, seeds: int, section: str):
         for opt in reversed([
             click.option("--strategies", default=strategies,
                          help=f"Comma list (`metaal strategies`; default: {which}); random always runs."),
-            click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy'."),
+            click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy', this one in place of the shipped one."),
             click.option("--policy-candidates", type=int, default=None,
                          help="The policy scores this many random items a round (default: all)."),
             click.option("--seeds", type=int, default=seeds, show_default=True, help="Seeds per task (paired across strategies)."),
@@ -194,6 +194,9 @@ def strategies():
 
     for name, cls in HEURISTICS.items():
         click.echo(f"{name:<18} {cls.description}")
+    click.echo(f"{'policy':<18} the learned policy shipped inside metaal (metaal/policies/default); with "
+               "transfer-eval's --policy DIR, that policy instead")
+    click.echo(f"{'shipped':<18} the shipped policy, also beside --policy DIR (metaal run's column for it)")
     click.echo(f"{'policy:DIR':<18} a distilled policy (metaal distill); with transfer-eval use --policy DIR")
     click.echo(f"{'oracle':<18} the expert itself (lookahead or batch oracle); reads true labels: a ceiling, not a competitor")
 
@@ -481,7 +484,7 @@ def run_cmd(quick, config_file, threads, out, quiet):
                    "a folder of images (index = position in the sorted relative paths), or a task spec (its labels are ignored).")
 @click.option("--labels", "labels_file", required=True, type=click.Path(),
               help="CSV with columns index,label for the items labelled so far (any labels; strings allowed).")
-@click.option("--strategy", default="margin", show_default=True, help="A strategy (see `metaal strategies`) or policy:DIR.")
+@click.option("--strategy", default="margin", show_default=True, help="A strategy (see `metaal strategies`): policy (shipped), policy:DIR, margin, ...")
 @click.option("--n", "n", type=int, default=20, show_default=True, help="How many items to label next.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Model initialisation, training order and tie-breaks.")
 @click.option("--budget", type=int, default=None,
