@@ -119,7 +119,7 @@ def eval_options(strategies: str, which: str, seeds: int, section: str):
         for opt in reversed([
             click.option("--strategies", default=strategies,
                          help=f"Comma list (`metaal strategies`; default: {which}); random always runs."),
-            click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy'."),
+            click.option("--policy", type=click.Path(), default=None, help="A distilled policy directory: adds strategy 'policy', this one in place of the shipped one."),
             click.option("--policy-candidates", type=int, default=EvalConfig.policy_candidates,
                          help="The policy scores this many random items a round (default: all)."),
             click.option("--seeds", type=int, default=seeds, show_default=True, help="Seeds per task (paired across strategies)."),
@@ -218,6 +218,9 @@ def strategies():
 
     for name, cls in HEURISTICS.items():
         click.echo(f"{name:<18} {cls.description}")
+    click.echo(f"{'policy':<18} the learned policy shipped inside metaal (metaal/policies/default); with "
+               "transfer-eval's --policy DIR, that policy instead")
+    click.echo(f"{'shipped':<18} the shipped policy, also beside --policy DIR (metaal run's column for it)")
     click.echo(f"{'policy:DIR':<18} a distilled policy (metaal distill); with transfer-eval use --policy DIR")
     click.echo(f"{'oracle':<18} the expert itself (lookahead or batch oracle); reads true labels: a ceiling, not a competitor")
 
@@ -495,7 +498,7 @@ def run_cmd(quick, config_file, threads, out, quiet):
 @click.option("--labels", "labels_file", required=True, type=click.Path(),
               help="CSV with columns index,label for the items labelled so far (any labels; strings allowed).")
 @click.option("--strategy", default=SelectConfig.strategy, show_default=True,
-              help="A strategy (see `metaal strategies`) or policy:DIR.")
+              help="A strategy (see `metaal strategies`): policy (shipped), policy:DIR, margin, ...")
 @click.option("--n", "n", type=int, default=SelectConfig.n, show_default=True, help="How many items to label next.")
 @click.option("--seed", type=int, default=SelectConfig.seed, show_default=True,
               help="Model initialisation, training order and tie-breaks.")

@@ -210,7 +210,7 @@ class EvalConfig:
     label_column: str = "label"
     download: bool = False  # torchvision: fetch missing data sets into data_root
     trust_pickle: bool = False  # --policy may read pickle-based policy files (model.d3); see load_policy
-    policy: str | None = None  # policy directory: adds the strategy "policy"
+    policy: str | None = None  # policy directory: adds the strategy "policy" (without it: the shipped policy)
     policy_candidates: int | None = None  # score this many random unlabelled items per round (None: the whole pool)
     oracle: dict = field(default_factory=dict)  # options of the "oracle" strategy
 

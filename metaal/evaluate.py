@@ -16,20 +16,22 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metaal.config import EvalConfig
-from metaal.errors import MetaalError
 from metaal.io import atomic_write_json, ensure_writable_dir, git_commit, remove_stale_temporaries
 from metaal.learners import resolve_device
 from metaal.loop import run_episode, run_lockstep
-from metaal.registry import get_strategy
+from metaal.registry import POLICY, get_strategy, is_policy_name, policy_dir
 from metaal.report import slug
 from metaal.tasks import load_task
 
 
+def _policy_name(name: str, config: EvalConfig) -> str:
+    """The registry name of a strategy: ``policy`` is ``--policy DIR``'s policy when one is given."""
+    return f"{POLICY}:{config.policy}" if name == POLICY and config.policy else name
+
+
 def _make_strategy(name: str, config: EvalConfig, device):
-    if name == "policy":
-        if not config.policy:
-            raise MetaalError("strategy 'policy' needs --policy DIR")
-        return get_strategy(f"policy:{config.policy}", max_candidates=config.policy_candidates,
+    if is_policy_name(name):  # policy (--policy DIR's, else the shipped one), shipped, policy:DIR
+        return get_strategy(_policy_name(name, config), max_candidates=config.policy_candidates,
                             trust_pickle=config.trust_pickle)
     if name == "oracle":
         return get_strategy("oracle", **config.oracle)
@@ -46,19 +48,18 @@ def run_identity(config: EvalConfig, task: str, strategy: str, seed: int) -> str
         "learner": asdict(config.learner),
         "split": asdict(config.split),
         # the 0 stands where the retired policy_shortlist was: runs keep the identity they had with it
-        "policy": [_policy_fingerprint(config.policy), config.policy_candidates, 0]
-        if strategy == "policy"
+        "policy": [_policy_fingerprint(config, strategy), config.policy_candidates, 0]
+        if is_policy_name(strategy)
         else None,
         "oracle": config.oracle if strategy == "oracle" else None,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _policy_fingerprint(path: str | None) -> str | None:
-    if not path:
-        return None
+def _policy_fingerprint(config: EvalConfig, strategy: str) -> str | None:
     from metaal.policy.artefact import meta_fingerprint
 
+    path = policy_dir(_policy_name(strategy, config))
     return meta_fingerprint(path) or str(path)
 
 

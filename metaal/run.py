@@ -17,6 +17,7 @@ from metaal.evaluate import EvalConfig
 from metaal.generate import GenerateConfig
 from metaal.learners import LearnerConfig
 from metaal.loop import LoopConfig
+from metaal.registry import SHIPPED
 from metaal.tasks.dataset import SplitConfig
 
 # Sources and targets never overlap: the policy is reported only on tasks it never saw.  Real sets
@@ -150,8 +151,16 @@ def split_study(quick: bool = False) -> Study:
                              episodes=QUICK_EPISODES if quick else SPLIT_EPISODES)
     study.evaluate = replace(ev, tasks=list(targets), split=replace(ev.split, max_pool=TARGET_MAX_POOL),
                              seeds=ev.seeds if quick else SPLIT_SEEDS,
-                             strategies=ev.strategies if quick else [*SPLIT_BASELINES, "oracle"])
+                             strategies=with_shipped(ev.strategies if quick else [*SPLIT_BASELINES, "oracle"]))
     return study
+
+
+def with_shipped(strategies: list[str]) -> list[str]:
+    """The study's strategies with the policy shipped inside metaal (``shipped``) before the oracle: `metaal run`
+    ends with the shipped policy's comparison on its targets, beside the policy it trained (``policy``)."""
+    names = [s for s in strategies if s != SHIPPED]
+    at = names.index("oracle") if "oracle" in names else len(names)
+    return [*names[:at], SHIPPED, *names[at:]]
 
 
 def default_study(quick: bool = False) -> Study:

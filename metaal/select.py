@@ -34,7 +34,7 @@ from metaal.acquisition.ops import top_k
 from metaal.acquisition.strategies import ScoreStrategy, Strategy
 from metaal.config import LearnerConfig, SelectConfig
 from metaal.errors import MetaalError
-from metaal.registry import get_strategy
+from metaal.registry import get_strategy, is_policy_name
 from metaal.tasks.pools import Pool, check_labelled, encode_labels, few, load_image_folder, load_pool, read_labels_csv
 
 DEFAULT_PREFILTER = SelectConfig.prefilter  # policy: featurise only this many smallest-margin items, at least 10 n (0/None: the whole pool)
@@ -335,13 +335,14 @@ class PoolState:
 
 
 def resolve_strategy(strategy, device: str = "cpu", trust_pickle: bool = False) -> Strategy:
-    """A strategy name, ``policy:DIR`` or a ``Strategy`` instance; the oracle (it reads true labels) is refused."""
+    """A strategy name, ``policy`` (the shipped policy), ``policy:DIR`` or a ``Strategy`` instance; the oracle (it
+    reads true labels) is refused."""
     if isinstance(strategy, Strategy):
         return strategy
     name = str(strategy).strip()
     if name == "oracle":
         raise MetaalError("the oracle reads the true labels of candidates: it cannot choose what to label")
-    if name.startswith("policy:"):
+    if is_policy_name(name):
         return get_strategy(name, device="cpu" if device == "auto" else device, trust_pickle=trust_pickle)
     return get_strategy(name)
 
@@ -423,7 +424,8 @@ def rank_pool(
     labelled: pool indices of the items labelled so far (or a boolean mask).
     labels: their labels, in the same order; labels are column indices of ``proba`` unless ``classes`` names
         the columns (``classes=["cat", "dog"]``).  Needed by the policy (class balance, training fit).
-    strategy: a name from ``metaal strategies``, ``"policy:DIR"``, or a ``Strategy`` (e.g. ``load_policy(DIR)``).
+    strategy: a name from ``metaal strategies`` (``"policy"``: the policy shipped inside metaal), ``"policy:DIR"``,
+        or a ``Strategy`` (e.g. ``load_policy(DIR)``).
     mc_proba: MC-dropout probabilities (T, N, C) or a function of indices; needed by bald, used by the policy's
         BALD feature (0 without it).
     prefilter: the policy featurises only this many smallest-margin items, at least 10 n (None or 0: the whole pool).

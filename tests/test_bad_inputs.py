@@ -180,7 +180,6 @@ CASES = [
     ("te-query-size-over-budget", lambda f, o: te("--tasks", "sklearn:iris", "--query-size", "20", "--out", o), "larger than the budget"),
     ("te-unknown-strategy", lambda f, o: te("--tasks", "sklearn:iris", "--strategies", "magic", "--out", o), "unknown strategy"),
     ("te-seeds-0", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--seeds", "0", "--out", o), "--seeds"),
-    ("te-policy-strategy-without-policy", lambda f, o: te("--tasks", "sklearn:iris", "--strategies", "policy", "--out", o), "needs --policy"),
     ("te-policy-not-a-directory", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["root"] / "nope", "--out", o), "not a policy directory"),
     ("te-policy-schema-mismatch", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy_schema"], "--out", o), "feature schema"),
     ("te-policy-truncated-weights", lambda f, o: te("--tasks", "sklearn:iris", *STRATS, "--policy", f["policy_truncated"], "--out", o), "sha256"),

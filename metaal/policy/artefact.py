@@ -3,6 +3,11 @@ training summary, sources, versions), the plain-PyTorch scorer weights ``scorer.
 algorithms, d3rlpy's own pickle ``model.d3``.  This module is the only place that knows those names
 and that format: ``write_policy`` writes one, ``read_meta`` reads its metadata, ``load_policy`` loads it.
 
+The policy shipped inside the package (``metaal/policies/default``: the metadata and the scorer weights of one
+policy, copied byte for byte from a ``metaal run`` directory by ``scripts/ship_policy.py``) has beside them
+``SHIPPED.json``: each file's sha256 and the commands that regenerate them.  ``ship_policy`` writes it,
+``check_shipped`` verifies it and ``load_shipped_policy`` loads the policy after that check.
+
 Loading reads only ``metaal-policy.json`` and ``scorer.pt`` (``torch.load(weights_only=True)``,
 which refuses arbitrary pickled objects; its sha256 must match the one the metadata records).
 Pickle-based files can run code when loaded, so they are read only when the caller says
@@ -32,6 +37,11 @@ MODEL_FILE = "model.d3"
 POLICY_FORMAT = "metaal-policy"
 POLICY_FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "policies" / "default"  # package data (pyproject package-data)
+SHIPPED_FILE = "SHIPPED.json"
+SHIPPED_FORMAT = "metaal-shipped-policy"
+SHIPPED_FORMAT_VERSION = 1
 
 TRUST_PICKLE_HINT = ("unpickling can run arbitrary code: pass --trust-pickle (trust_pickle=True) only for a policy "
                      "from a source you trust")
@@ -196,3 +206,83 @@ def _clean(o):
     if isinstance(o, np.integer):
         return int(o)
     return o
+
+
+# ------------------------------------------------------------------------------------- the shipped policy
+
+
+def check_shipped(path: str | Path = SHIPPED_DIR) -> dict:
+    """The shipped policy's manifest, after checking every file it lists against its sha256 (one-line errors)."""
+    path = Path(path)
+    f = path / SHIPPED_FILE
+    if not f.is_file():
+        raise MetaalError(f"no policy ships with this metaal ({f} is missing): train one (metaal run) and pass "
+                          "policy:DIR")
+    try:
+        manifest = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetaalError(f"{f}: cannot read the shipped policy's manifest ({_first_line(exc)})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (not isinstance(files, dict) or manifest.get("format") != SHIPPED_FORMAT
+            or manifest.get("format_version") != SHIPPED_FORMAT_VERSION or POLICY_FILE not in files):
+        raise MetaalError(f"{f}: not a manifest of a shipped metaal policy (format {SHIPPED_FORMAT} "
+                          f"version {SHIPPED_FORMAT_VERSION} listing {POLICY_FILE})")
+    for name, info in files.items():
+        if Path(name).name != name or name in ("", ".", "..") or not isinstance(info, dict):
+            raise MetaalError(f"{f}: bad entry {name!r}")
+        if not (path / name).is_file():
+            raise MetaalError(f"{path / name}: a shipped policy file is missing (reinstall metaal)")
+        if file_sha256(path / name) != info.get("sha256"):
+            raise MetaalError(f"{path / name}: the shipped policy file does not match the sha256 in {SHIPPED_FILE} "
+                              "(an altered or incomplete copy; reinstall metaal)")
+    return manifest
+
+
+def load_shipped_policy(path: str | Path = SHIPPED_DIR, **options) -> Policy:
+    """The policy shipped inside metaal (``--strategy policy``), its files checked against ``SHIPPED.json`` first."""
+    check_shipped(path)
+    return load_policy(path, **options)
+
+
+def ship_policy(source: str | Path, dest: str | Path, commands: list[str], origin: dict | None = None) -> dict:
+    """Copy the policy directory ``source`` into ``dest`` (the package's ``policies/default``) with its manifest.
+
+    Only the files loading needs are copied (the metadata and the scorer weights, byte for byte: never d3rlpy's
+    pickle); the policy must load with this code (format, feature schema, weights' sha256).  ``commands``: the
+    commands that regenerate the files, in order; ``origin``: what else to record (the run directory, the code's
+    commit).  Written into a staging directory beside ``dest`` that then replaces it, so ``dest`` never holds a
+    mixture of the old set and the new one.  Returns the manifest."""
+    import os
+    import shutil
+    import tempfile
+
+    source, dest = Path(source), Path(dest)
+    meta = read_meta(source)
+    load_policy(source)  # loads here: schema, scorer class and sizes, weights against their recorded sha256
+    names = [POLICY_FILE, scorer_file_name(meta)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.staging-"))
+    old = None
+    try:
+        files = {}
+        for name in names:
+            data = (source / name).read_bytes()
+            (staging / name).write_bytes(data)
+            files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        manifest = {"format": SHIPPED_FORMAT, "format_version": SHIPPED_FORMAT_VERSION, "files": files,
+                    "commands": [str(c) for c in commands], **(origin or {})}
+        (staging / SHIPPED_FILE).write_text(json.dumps(manifest, indent=2, default=json_default) + "\n")
+        os.chmod(staging, 0o755)
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+            os.replace(dest, old / dest.name)
+        os.replace(staging, dest)
+    except BaseException:
+        if old is not None and not dest.exists():
+            os.replace(old / dest.name, dest)  # put the previous set back
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return manifest
