@@ -11,7 +11,9 @@ evaluation retrains every run of a task each round; stacked, M copies pay that o
 * its dropout masks from a generator seeded as ``fit`` seeds torch's global one,
   ``derive_seed(seed, round_seed, 3)``: per step, per dropout layer in call order, one
   ``bernoulli_(1 - p)`` on a tensor of the layer input's shape, divided by ``1 - p`` -- the very
-  calls ``nn.Dropout`` makes on CPU, so the masks are the same bits;
+  calls ``nn.Dropout`` makes on CPU, so the masks are the same bits (copies with the same seed, round
+  seed and minibatch rows -- the strategies of one (task, seed) in lockstep evaluation -- have the same
+  stream, which is drawn once and shared);
 * the same optimiser: ``torch.optim.Adam``'s single-tensor step (L2 weight decay added to the
   gradient), fresh moments every call, from ``init_state`` unless ``warm_start``.
 
