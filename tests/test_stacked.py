@@ -92,3 +92,59 @@ def test_learners_must_share_the_model():
         fit_many([a], [(data[0][0][:0], data[0][1][:0])], [0])
     with pytest.raises(ValueError, match="round seeds"):
         fit_many([a], data, [0, 1])
+
+
+def _paired(sizes, seeds, model="mlp", shape=(6,), **cfg):
+    """Copies of one learner (the strategies of one (task, seed)) on their own rows; some share a mask stream."""
+    config = LearnerConfig(model=model, hidden=16, steps=cfg.pop("steps", 20), **cfg)
+    rng = np.random.default_rng(3)
+    base = [Learner(config, shape, 4, seed=s) for s in sorted(set(seeds))]
+    learners = [copy.deepcopy(base[sorted(set(seeds)).index(s)]) for s in seeds]
+    data = [(rng.normal(size=(n, *shape)).astype(np.float32), rng.integers(0, 4, n)) for n in sizes]
+    return learners, data
+
+
+@pytest.mark.parametrize("model,shape,atol", [("mlp", (6,), MLP_ATOL), ("cnn", (1, 8, 8), CNN_ATOL)])
+def test_shared_mask_streams_match_one_stream_per_copy(model, shape, atol):
+    # copies with the same learner seed, round seed and minibatch rows draw one dropout stream, shared out;
+    # stacked apart (chunk=1: every copy in its own stack) each draws its own: the very same bits
+    seeds = [21, 21, 21, 33, 33, 21]
+    sizes = [12, 12, 12, 12, 40, 50]  # the last two: rows >= batch size share the stream with each other only by seed
+    learners, data = _paired(sizes, seeds, model, shape, steps=12)
+    rounds = [2, 2, 2, 2, 2, 3]
+    ref, stacked = _both(learners, data, rounds)
+    assert _max_diff(ref, stacked) < atol
+    # each copy stacked beside a stranger (another seed: two streams, nothing shared) gives the same bits
+    (stranger,), (extra,) = (lambda lr, d: ([lr[0]], [d[0]]))(*_paired([12], [99], model, shape, steps=12))
+    for lrn, d, r, got in zip(learners, data, rounds, stacked):
+        pair = [copy.deepcopy(lrn), copy.deepcopy(stranger)]
+        fit_many(pair, [d, extra], [r, 7])
+        assert _max_diff(pair[:1], [got]) == 0.0
+
+
+def test_adam_step_with_scratch_buffers_is_the_same_arithmetic():
+    import torch
+
+    from metaal.learners.stacked import adam_step
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"w": (3, 16, 6), "b": (3, 16), "h": (3, 4, 16), "hb": (3, 4)}
+    params = {n: torch.randn(s, generator=gen) for n, s in shapes.items()}
+    grads = [{n: torch.randn(s, generator=gen) for n, s in shapes.items()} for _ in range(4)]
+    out = []
+    for scratch in (None, {}):
+        p = {n: t.clone() for n, t in params.items()}
+        m = {n: torch.zeros_like(t) for n, t in p.items()}
+        v = {n: torch.zeros_like(t) for n, t in p.items()}
+        for step, g in enumerate(grads, start=1):
+            adam_step(p, {n: t.clone() for n, t in g.items()}, m, v, step, 1e-3, 1e-4, scratch)
+        out.append(p)
+    ref = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+    opt = torch.optim.Adam(list(ref.values()), lr=1e-3, weight_decay=1e-4)
+    for g in grads:
+        for n, t in ref.items():
+            t.grad = g[n].clone()
+        opt.step()
+    for n in shapes:
+        assert torch.equal(out[0][n], out[1][n])
+        assert torch.equal(out[1][n], ref[n].detach())

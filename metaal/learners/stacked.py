@@ -11,7 +11,9 @@ evaluation retrains every run of a task each round; stacked, M copies pay that o
 * its dropout masks from a generator seeded as ``fit`` seeds torch's global one,
   ``derive_seed(seed, round_seed, 3)``: per step, per dropout layer in call order, one
   ``bernoulli_(1 - p)`` on a tensor of the layer input's shape, divided by ``1 - p`` -- the very
-  calls ``nn.Dropout`` makes on CPU, so the masks are the same bits;
+  calls ``nn.Dropout`` makes on CPU, so the masks are the same bits (copies with the same seed, round
+  seed and minibatch rows -- the strategies of one (task, seed) in lockstep evaluation -- have the same
+  stream, which is drawn once and shared);
 * the same optimiser: ``torch.optim.Adam``'s single-tensor step (L2 weight decay added to the
   gradient), fresh moments every call, from ``init_state`` unless ``warm_start``.
 
@@ -48,18 +50,29 @@ CPU_CHUNK_BYTES = 512 << 20  # training tensors of one stacked chunk on CPU
 CUDA_MEMORY_FRACTION = 0.25  # of the free device memory
 
 
-def adam_step(params: dict, grads: dict, exp_avg: dict, exp_avg_sq: dict, step: int, lr: float, weight_decay: float) -> None:
-    """``torch.optim.Adam``'s single-tensor step (L2 weight decay added to the gradient), in place, on stacked tensors."""
+def adam_step(params: dict, grads: dict, exp_avg: dict, exp_avg_sq: dict, step: int, lr: float, weight_decay: float,
+              scratch: dict | None = None) -> None:
+    """``torch.optim.Adam``'s single-tensor step (L2 weight decay added to the gradient), in place, on stacked tensors.
+
+    The same element-wise kernels in the same order; ``grads`` is overwritten (the weight decay is added in place)
+    and ``scratch`` (a buffer per parameter, allocated on first use) holds the denominator, so a step allocates
+    nothing.
+    """
     beta1, beta2 = ADAM_BETAS
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2**0.5
     for n, p in params.items():
-        g = grads[n].add(p, alpha=weight_decay) if weight_decay != 0 else grads[n]
+        g = grads[n].add_(p, alpha=weight_decay) if weight_decay != 0 else grads[n]
         exp_avg[n].lerp_(g, 1 - beta1)
         exp_avg_sq[n].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (exp_avg_sq[n].sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+        if scratch is None:
+            denom = (exp_avg_sq[n].sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+        else:
+            if n not in scratch:
+                scratch[n] = torch.empty_like(p)
+            denom = torch.sqrt(exp_avg_sq[n], out=scratch[n]).div_(bias_correction2_sqrt).add_(ADAM_EPS)
         p.addcdiv_(exp_avg[n], denom, value=-step_size)
 
 
@@ -138,14 +151,24 @@ class _Trainer:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         index = torch.empty((cfg.steps, m, width), dtype=torch.long)
         weight = torch.zeros((m, width), device=dev)
+        schedules: dict[tuple, torch.Tensor] = {}  # copies with the same seed, round seed and rows share an order
         for i, (lrn, n, bs, rs) in enumerate(zip(learners, sizes, bss, round_seeds)):
+            key = (lrn.seed, rs, n, bs)
+            if key not in schedules:
+                schedules[key] = _schedule(n, bs, cfg.steps, derive_seed(lrn.seed, rs, 2))
             index[:, i, :] = int(offsets[i])  # padding rows: the copy's first row, weight zero
-            index[:, i, :bs] = _schedule(n, bs, cfg.steps, derive_seed(lrn.seed, rs, 2)) + int(offsets[i])
+            index[:, i, :bs] = schedules[key] + int(offsets[i])
             weight[i, :bs] = 1.0 / bs
         index = index.to(dev)
         X_all, y_all = torch.cat(Xs), torch.cat(ys)
-        gens = [_generator(derive_seed(lrn.seed, rs, 3), dev) for lrn, rs in zip(learners, round_seeds)]
-        masks = {name: torch.zeros((m, width, *shape), device=dev) for name, p, shape in self.layers if 0 < p < 1}
+        # Dropout masks depend only on (seed, round seed, minibatch rows): the paired runs of one (task, seed) --
+        # every strategy -- draw the very same masks, so each distinct stream is drawn once and shared out.
+        streams: dict[tuple, int] = {}
+        group = [streams.setdefault((lrn.seed, rs, bs), len(streams)) for lrn, rs, bs in zip(learners, round_seeds, bss)]
+        firsts = [group.index(u) for u in range(len(streams))]
+        gens = [_generator(derive_seed(learners[i].seed, round_seeds[i], 3), dev) for i in firsts]
+        share = None if len(streams) == m else torch.as_tensor(group, dtype=torch.long, device=dev)
+        masks = {name: torch.zeros((len(gens), width, *shape), device=dev) for name, p, shape in self.layers if 0 < p < 1}
 
         params = {}
         with torch.no_grad():
@@ -156,13 +179,14 @@ class _Trainer:
                 params[n] = torch.stack([r.detach().to(dev, torch.float32) for r in rows]).contiguous()
         exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+        scratch: dict = {}
         for t in range(cfg.steps):
-            step_masks = self._draw(masks, gens, bss)
+            step_masks = self._draw(masks, gens, [bss[i] for i in firsts], share, m, max(bss))
             idx = index[t]
             x, y = X_all[idx], y_all[idx]
             with torch.no_grad():
                 g = self._grads(params, x, y, weight, step_masks)
-                adam_step(params, g, exp_avg, exp_avg_sq, t + 1, float(cfg.lr), float(cfg.weight_decay))
+                adam_step(params, g, exp_avg, exp_avg_sq, t + 1, float(cfg.lr), float(cfg.weight_decay), scratch)
         with torch.no_grad():
             for i, lrn in enumerate(learners):
                 for n, p in lrn.net.named_parameters():
@@ -170,8 +194,11 @@ class _Trainer:
                 lrn.net.eval()
                 lrn._fit_stats(Xs[i], ys[i])
 
-    def _draw(self, masks: dict, gens: list, bss: list[int]) -> dict:
-        """This step's masks of every copy, in the order nn.Dropout draws them: layer by layer within a copy."""
+    def _draw(self, masks: dict, gens: list, bss: list[int], share: torch.Tensor | None, m: int, max_bs: int) -> dict:
+        """This step's masks of every copy, in the order nn.Dropout draws them: layer by layer within a stream.
+
+        ``gens``/``bss``: one per distinct mask stream; ``share[i]``: copy i's stream (None: one stream per copy).
+        """
         for i, (gen, bs) in enumerate(zip(gens, bss)):
             for name, p, _shape in self.layers:
                 if 0 < p < 1:
@@ -179,9 +206,10 @@ class _Trainer:
         out = {}
         for name, p, shape in self.layers:
             if 0 < p < 1:
-                out[name] = masks[name].div(1 - p)
+                scaled = masks[name].div(1 - p)
+                out[name] = scaled if share is None else scaled.index_select(0, share)
             elif p >= 1:  # nn.Dropout(1.0) zeroes without drawing
-                out[name] = torch.zeros((len(gens), max(bss), *shape), device=self.device)
+                out[name] = torch.zeros((m, max_bs, *shape), device=self.device)
             else:
                 out[name] = None
         return out
