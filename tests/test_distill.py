@@ -401,7 +401,9 @@ class _FakeTask:
 
 
 class _FakeState:
-    """Just what FeatureExtractor reads from an ALState."""
+    """A minimal AcquisitionState (metaal.state): hand-made outputs for 60 pool rows."""
+
+    has_mc = True
 
     def __init__(self, seed=0):
         self.task = _FakeTask(seed=seed)
@@ -410,6 +412,26 @@ class _FakeState:
         rng = np.random.default_rng(seed)
         logits = rng.normal(size=(60, 3))
         self._proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        self.labelled_y = self.task.y[self.labelled]
+        self.n_classes = self._proba.shape[1]
+        self._cache = {}
+
+    def cached(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def proba_chunks(self):
+        yield 0, self._proba
+
+    def proba(self, idx):
+        return self._proba[idx]
+
+    def embedding(self, idx):
+        return self.task.X[idx]
+
+    def grad_norm(self, idx):
+        return np.linalg.norm(self.grad_embedding(idx), axis=1)
 
     n_labelled = property(lambda self: len(self.labelled))
     unlabelled = property(lambda self: np.setdiff1d(np.arange(60), self.labelled))
