@@ -46,6 +46,7 @@ def check_benchmark(config: EvalConfig, out: str | Path, reference: str | None, 
 
 
 def benchmark(config: EvalConfig, out: str | Path, *, reference: str | None = None, suite: str | None = None,
+              splits_file: str | None = None,
               progress: bool = True, stack: bool = True, **run_options) -> tuple[dict, dict]:
     """Run (or resume) every (task, seed, strategy) of ``config`` in ``out`` as transfer-eval does, then write
     benchmark.json, benchmark.md and cd_diagram.png beside its files.  ``stack`` and ``run_options`` go to
@@ -58,6 +59,9 @@ def benchmark(config: EvalConfig, out: str | Path, *, reference: str | None = No
     lock = lock_results(out)  # held over the runs and the benchmark files: one writer for all of them
     try:
         results = transfer_eval(config, out, progress, stack=stack, locked=True, **run_options)
-        return results, write_benchmark(out, results, reference, suite)
+        from metaal.tasks.splits import load_splits
+
+        # twin units come from the split the tasks were named in (``splits_file``; default: metaal's own)
+        return results, write_benchmark(out, results, reference, suite, twins=load_splits(splits_file).twins)
     finally:
         lock.close()

@@ -317,7 +317,8 @@ def benchmark(ctx, **p):
     config = _eval_config(p, tasks)
     if p["workers"] != 1 and p["backend"] == "ray":
         raise MetaalError("--workers is for the local backend; with --backend ray every run is a task of its own")
-    _, bench = run(config, p["out"], reference=p["reference"], suite=p["suite"], progress=not p["quiet"],
+    _, bench = run(config, p["out"], reference=p["reference"], suite=p["suite"], splits_file=p["splits"],
+                   progress=not p["quiet"],
                    backend=p["backend"], address=p["address"], gpus_per_run=p["gpus_per_run"], threads=threads,
                    workers=int(p["workers"]), stack=bool(p["stack"]))
     click.echo(format_benchmark(bench))

@@ -25,6 +25,8 @@ heldout = ["sklearn:iris", "sklearn:wine", "{SYNTH}"]
 [folds]
 0 = ["sklearn:breast_cancer", "sklearn:iris"]
 1 = ["sklearn:digits", "sklearn:wine", "{SYNTH}"]
+[twins]
+"w" = ["sklearn:wine", "{SYNTH}"]
 """)
     return str(f)
 
@@ -38,6 +40,8 @@ def test_benchmark_on_a_suite_writes_the_across_task_files_and_resumes(tmp_path)
     assert "reference margin" in r.output and "typiclust" in r.output
     bench = json.loads((out / JSON_FILE).read_text())
     assert bench["tasks"] == ["sklearn:iris", "sklearn:wine", SYNTH] and bench["suite"] == "heldout"
+    # twin units from the --splits file the suite came from, not metaal's own split
+    assert bench["over_units"]["units"] == {"sklearn:iris": ["sklearn:iris"], "w (2 tasks)": ["sklearn:wine", SYNTH]}
     assert bench["strategies"] == ["random", "margin", "typiclust"] and bench["n_seeds"] == 2
     assert set(bench["mean_rank"]) == {"random", "margin", "typiclust"}
     assert sum(bench["mean_rank"].values()) == 6  # 1 + 2 + 3 on every task
