@@ -48,7 +48,7 @@ def _list(value) -> list[str]:
 
 
 def _setup_threads(threads: int | None) -> int:
-    import torch
+    from metaal.learners import set_threads
 
     if threads is None:
         env = os.environ.get("METAAL_THREADS", "1")
@@ -60,7 +60,7 @@ def _setup_threads(threads: int | None) -> int:
         n = threads
     if n < 1:
         raise MetaalError(f"--threads must be at least 1, got {n}")
-    torch.set_num_threads(n)
+    set_threads(n)
     return n
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from metaal.config import EvalConfig
 from metaal.io import atomic_write_json, ensure_writable_dir, git_commit, remove_stale_temporaries
-from metaal.learners import resolve_device
+from metaal.learners import resolve_device, set_threads
 from metaal.loop import run_episode, run_lockstep
 from metaal.registry import POLICY, get_strategy, is_policy_name, policy_dir
 from metaal.report import slug
@@ -302,9 +302,7 @@ def _map_groups(config: EvalConfig, out: Path, groups: list, workers: int, threa
 def _group_runs(config: EvalConfig, out: str, spec: str, seed: int, names: list[str], threads: int,
                 stack: bool = False) -> list[dict]:
     """A worker process (or a Ray task, with one name): the missing runs of one (task, seed), the task loaded once."""
-    import torch
-
-    torch.set_num_threads(threads)
+    set_threads(threads)
     device = resolve_device(config.device)
     if stack:
         strategies = {name: _make_strategy(name, config, device) for name in names}

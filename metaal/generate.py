@@ -20,7 +20,7 @@ from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_
 from metaal.config import GenerateConfig as _GenerateSettings
 from metaal.errors import MetaalError
 from metaal.io import package_versions, provenance
-from metaal.learners import derive_seed, resolve_device
+from metaal.learners import derive_seed, resolve_device, set_threads
 from metaal.loop import new_state
 from metaal.store import EpisodeRecord
 from metaal.tasks import load_task
@@ -232,10 +232,9 @@ def _worker(args):
 
     After each round it checks ``stop``: when another worker has failed, it leaves its episode unwritten
     (a rerun redoes it) and exits normally, so that no worker is ever terminated."""
-    import torch
 
     config, out, index, count, shard, events, stop, threads = args
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
     def on_round(_r, _n):
         events.put(("round", 1))
@@ -427,11 +426,10 @@ def _ray_shard(lane: int) -> str:
 
 def _ray_episode(config: GenerateConfig, out: str, episode_id: int, threads: int, lane: int) -> int:
     """A Ray task: one episode, appended to the shard of its lane (no other running task holds that lane)."""
-    import torch
 
     from metaal.store import open_writer
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     with open_writer(out, store_attrs(config), shard=_ray_shard(lane)) as writer:
         if episode_id not in writer.committed_ids():  # a retried task may find its episode done
             writer.append(run_generation_episode(config, episode_id, resolve_device(config.device),

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts,
 from bench_oracle import forward_flops_per_row, gemm_peak, sync  # noqa: E402
 
 from metaal.evaluate import EvalConfig, transfer_eval  # noqa: E402
-from metaal.learners import LearnerConfig, resolve_device  # noqa: E402
+from metaal.learners import LearnerConfig, resolve_device, set_threads  # noqa: E402
 from metaal.loop import LoopConfig, new_state  # noqa: E402
 from metaal.tasks import load_task  # noqa: E402
 
@@ -148,7 +148,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--out", default=None, help="write the rows as JSON")
     ap.add_argument("--progress", action="store_true")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     device = resolve_device(a.device)
     q = a.quick
     strategies = (a.strategies or ("random,margin,badge" if q else STRATEGIES)).split(",")

@@ -148,3 +148,49 @@ def test_adam_step_with_scratch_buffers_is_the_same_arithmetic():
     for n in shapes:
         assert torch.equal(out[0][n], out[1][n])
         assert torch.equal(out[1][n], ref[n].detach())
+
+
+def test_identical_copies_train_once_with_the_bits_they_would_get(monkeypatch):
+    # the strategies of one (task, seed) share the initial fit: same seed, round seed and rows.  They train
+    # once and are copied; a copy that differs in rows, round seed or starting weights trains on its own
+    from metaal.learners import stacked as st
+
+    learners, data = _paired([12, 12, 12, 30, 12], [21, 21, 21, 21, 33], steps=8)
+    data[1] = (data[0][0].copy(), data[0][1].copy())  # equal content, another array
+    data[2] = (data[0][0], data[0][1])
+    rounds = [0, 0, 1, 0, 0]
+    trained = []
+    real = st._Trainer.fit
+    monkeypatch.setattr(st._Trainer, "fit", lambda self, lrn, d, r: (trained.append(len(lrn)), real(self, lrn, d, r))[1])
+    deduped = copy.deepcopy(learners)
+    fit_many(deduped, data, rounds)
+    assert trained == [4]  # copy 1 is copy 0's twin; copy 2 differs by its round seed
+    monkeypatch.setattr(st._Trainer, "fit", real)
+    apart = [copy.deepcopy(lrn) for lrn in learners]
+    for i, (lrn, d, r) in enumerate(zip(apart, data, rounds)):
+        fit_many([lrn], [d], [r])
+    assert _max_diff(deduped, apart) == 0.0
+    assert [lrn.train_loss for lrn in deduped] == [lrn.train_loss for lrn in apart]
+    # warm start: copies with the same rows but other current weights are not twins
+    warm, wdata = _paired([12, 12], [21, 21], steps=8, warm_start=True)
+    wdata[1] = wdata[0]
+    fit_many(warm[1:], [(wdata[1][0][:5], wdata[1][1][:5])], [9])  # copy 1 moves off the initial weights
+    trained.clear()
+    monkeypatch.setattr(st._Trainer, "fit", lambda self, lrn, d, r: (trained.append(len(lrn)), real(self, lrn, d, r))[1])
+    fit_many(warm, wdata, [0, 0])
+    assert trained == [2]
+
+
+def test_set_threads_bounds_blas_and_openmp_loaded_later():
+    # scikit-learn's OpenMP runtime (k-means in TypiClust / ProbCover) is loaded after set_threads runs
+    import subprocess
+    import sys
+
+    code = ("from metaal.learners import set_threads; set_threads(1)\n"
+            "from threadpoolctl import threadpool_info\n"
+            "from sklearn.utils._openmp_helpers import _openmp_effective_n_threads\n"
+            "import sklearn.cluster\n"
+            "assert _openmp_effective_n_threads() == 1, _openmp_effective_n_threads()\n"
+            "assert all(p['num_threads'] == 1 for p in threadpool_info()), threadpool_info()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env={k: v for k, v in __import__("os").environ.items()
+                                                                     if k != "OMP_NUM_THREADS"})

@@ -32,6 +32,20 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def set_threads(n: int) -> None:
+    """CPU threads for everything a run computes: torch's intra-op pool and the BLAS / OpenMP pools numpy and
+    scikit-learn use (k-means in TypiClust and ProbCover).  Why the latter too: left at the core count, parallel
+    workers oversubscribe the cores (k-means on 1,000 items took 2-20x longer beside two busy processes) and
+    OpenMP's k-means sums its chunks in thread order, so its clusters could depend on the machine's cores."""
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(n))
+    os.environ["OMP_NUM_THREADS"] = str(int(n))  # OpenMP runtimes loaded later (scikit-learn's) read it at load
+    threadpool_limits(limits=int(n))  # those loaded already (numpy's BLAS)
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device):
     """Run a block with torch's global RNG (dropout) set from seed, restoring it afterwards."""

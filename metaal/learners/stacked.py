@@ -101,10 +101,39 @@ def fit_many(learners: Sequence[Learner], data: Sequence[tuple[np.ndarray, np.nd
         for lrn, (X, y), rs in zip(learners, data, round_seeds):
             lrn.fit(X, y, round_seed=rs)
         return
+    # Copies that would train identically (same seed and round seed, same rows, same starting weights) train
+    # once: in lockstep evaluation every strategy of a (task, seed) shares the initial fit, and on two classes
+    # margin, entropy and least-confidence pick the same items throughout.  A copy's arithmetic does not
+    # depend on its stack-mates, so the copies get the very bits they would have got.
+    first_of: dict[tuple, int] = {}
+    twin_of = [first_of.setdefault(_identity(lrn, X, y, rs), i) for i, (lrn, (X, y), rs) in enumerate(zip(learners, data, round_seeds))]
+    unique = sorted(first_of.values())
     trainer = _Trainer(first)
     size = chunk or trainer.auto_chunk(first.config.batch_size)
-    for s in range(0, m, size):
-        trainer.fit(learners[s : s + size], data[s : s + size], round_seeds[s : s + size])
+    for s in range(0, len(unique), size):
+        part = unique[s : s + size]
+        trainer.fit([learners[i] for i in part], [data[i] for i in part], [round_seeds[i] for i in part])
+    for i, j in enumerate(twin_of):
+        if i != j:
+            _copy_fit(learners[j], learners[i])
+
+
+def _identity(lrn: Learner, X: np.ndarray, y: np.ndarray, round_seed: int) -> tuple:
+    """What a copy's training depends on besides the shared configuration (its weights via its seed, or as they
+    are when warm-starting)."""
+    tensors = lrn.net.parameters() if lrn.config.warm_start else lrn.init_state.values()
+    start = b"".join(t.detach().cpu().numpy().tobytes() for t in tensors)
+    X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+    return (lrn.seed, int(round_seed), X.shape, X.dtype.str, X.tobytes(), y.dtype.str, y.tobytes(), start)
+
+
+@torch.no_grad()
+def _copy_fit(source: Learner, target: Learner) -> None:
+    """``target`` as if trained like ``source``: the same weights and training statistics."""
+    for p, q in zip(target.net.parameters(), source.net.parameters()):
+        p.copy_(q)
+    target.net.eval()
+    target.train_loss, target.train_accuracy = source.train_loss, source.train_accuracy
 
 
 class _Trainer:
