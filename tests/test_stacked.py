@@ -167,7 +167,7 @@ def test_identical_copies_train_once_with_the_bits_they_would_get(monkeypatch):
     assert trained == [4]  # copy 1 is copy 0's twin; copy 2 differs by its round seed
     monkeypatch.setattr(st._Trainer, "fit", real)
     apart = [copy.deepcopy(lrn) for lrn in learners]
-    for i, (lrn, d, r) in enumerate(zip(apart, data, rounds)):
+    for lrn, d, r in zip(apart, data, rounds):
         fit_many([lrn], [d], [r])
     assert _max_diff(deduped, apart) == 0.0
     assert [lrn.train_loss for lrn in deduped] == [lrn.train_loss for lrn in apart]
