@@ -232,7 +232,6 @@ def _worker(args):
 
     After each round it checks ``stop``: when another worker has failed, it leaves its episode unwritten
     (a rerun redoes it) and exits normally, so that no worker is ever terminated."""
-
     config, out, index, count, shard, events, stop, threads = args
     set_threads(threads)
 
@@ -426,7 +425,6 @@ def _ray_shard(lane: int) -> str:
 
 def _ray_episode(config: GenerateConfig, out: str, episode_id: int, threads: int, lane: int) -> int:
     """A Ray task: one episode, appended to the shard of its lane (no other running task holds that lane)."""
-
     from metaal.store import open_writer
 
     set_threads(threads)
