@@ -5,7 +5,7 @@
 # distilled with V0's settings on every store so far (V0's own, D1's, ...).  Every step resumes.
 #   bash scripts/configs/tuning-keel/dagger.sh [ITERATIONS]   (from the repository root; default 2)
 set -euo pipefail
-M=${METAAL:-metaal}
+M=${METAAL:-metaal}  # e.g. METAAL=.venv/bin/metaal
 R=/work/runs/tuning-keel
 C=scripts/configs/tuning-keel
 D="--algo gain --target accuracy --steps 2000 --batch-size 128 --count-context per-class --quiet"
