@@ -3,6 +3,7 @@
 # Iteration i, draw g: `metaal run` generates sources episodes rolled in with the previous iteration's policy
 # (beta 0.5: each pick the expert's with probability 0.5, else the policy's), then the aggregate policy is
 # distilled with V0's settings on every store so far (V0's own, D1's, ...).  Every step resumes.
+# A finished aggregate policy is kept (a rerun with more ITERATIONS goes on from there).
 #   bash scripts/configs/tuning-keel/dagger.sh [ITERATIONS]   (from the repository root; default 2)
 set -euo pipefail
 M=${METAAL:-metaal}  # e.g. METAAL=.venv/bin/metaal
@@ -18,7 +19,7 @@ for it in $(seq 1 "${1:-2}"); do
     echo "== d$it-g$g generate $(date -u +%H:%M:%S)"
     $M run --config $C/d$it-g$g.toml --out $R/d$it-g$g --quiet > $R/d$it-g$g.log 2>&1
     echo "== d$it-g$g distill $stores $(date -u +%H:%M:%S)"
-    $M distill "$stores" $D --out $R/d$it-g$g/aggregate >> $R/d$it-g$g.log 2>&1
+    [ -d $R/d$it-g$g/aggregate ] || $M distill "$stores" $D --out $R/d$it-g$g/aggregate >> $R/d$it-g$g.log 2>&1
   done
 done
 echo "== done $(date -u +%H:%M:%S)"
