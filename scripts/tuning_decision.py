@@ -19,7 +19,9 @@ from scipy.stats import wilcoxon
 
 # policy directory (as it appears in the strategy name) -> (variant, draw)
 DRAWS = {"default_policy": ("V0", 0), "v0-g1": ("V0", 1), "v1-g0": ("V1", 0), "v1-g1": ("V1", 1),
-         "v3-g0": ("V3", 0), "v3-g1": ("V3", 1), "v4-g0": ("V4", 0), "v4-g1": ("V4", 1)}
+         "v3-g0": ("V3", 0), "v3-g1": ("V3", 1), "v4-g0": ("V4", 0), "v4-g1": ("V4", 1),
+         "d1-g0": ("D1", 0), "d1-g1": ("D1", 1), "d2-g0": ("D2", 0), "d2-g1": ("D2", 1)}
+VARIANTS = ("V1", "V3", "V4", "D1", "D2")
 
 
 def scores(results: str) -> dict[str, dict[str, float]]:
@@ -48,14 +50,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     s = scores(a.results)
-    cols = [c for c in ("random", "margin", "V0", "V1", "V3", "V4") if c in s]
+    cols = [c for c in ("random", "margin", "V0", *VARIANTS) if c in s]
     tasks = sorted(s["margin"])
     lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for t in tasks:
         lines.append(f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
     lines += ["", "| comparison | mean difference | W/L | one-sided Wilcoxon p | adopted |", "|---|---|---|---|---|"]
-    for base, var in [("V0", v) for v in ("V1", "V3", "V4") if v in s] + [("margin", "V0"), ("random", "V0")]:
+    for base, var in [("V0", v) for v in VARIANTS if v in s] + [("margin", "V0"), ("random", "V0")]:
         m, w, lo, p, ok = decide(s[base], s[var])
         lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
     text = "\n".join(lines) + "\n"
