@@ -127,12 +127,12 @@ def test_fused_plan_accepts_only_plain_mlps():
     from metaal.oracle.lookahead import MaskedDropout, lookahead_copy
 
     mlp = lookahead_copy(build_model("mlp", (8,), 3, hidden=4, dropout=0.2))
-    ops, names = plan(mlp, MaskedDropout)
+    ops, names = plan(mlp, (MaskedDropout,))
     assert [o.kind for o in ops] == ["linear", "relu", "mask", "linear", "relu", "mask", "linear"]
     assert names == [n for n, _ in mlp.named_parameters()]
-    assert plan(lookahead_copy(build_model("cnn", (1, 8, 8), 3, hidden=4, dropout=0.2)), MaskedDropout) is None
+    assert plan(lookahead_copy(build_model("cnn", (1, 8, 8), 3, hidden=4, dropout=0.2)), (MaskedDropout,)) is None
     mlp.body.append(torch.nn.Tanh())  # an activation the fused path does not know
-    assert plan(mlp, MaskedDropout) is None
+    assert plan(mlp, (MaskedDropout,)) is None
 
 
 @pytest.mark.parametrize("mode", ORACLE_MODES)

@@ -35,7 +35,7 @@ class Op:
     index: int  # linear: position in the weight list; mask: position in the mask list
 
 
-def plan(net: nn.Module, dropout_type: type) -> tuple[list[Op], list[str]] | None:
+def plan(net: nn.Module, dropout_types: tuple[type, ...]) -> tuple[list[Op], list[str]] | None:
     """The op list and the parameter names (weight, bias per linear) of ``net``, or None if unsupported.
 
     Supported: a ``Net`` whose body is an ``nn.Sequential`` of Flatten (first only), Linear (with
@@ -64,7 +64,7 @@ def plan(net: nn.Module, dropout_type: type) -> tuple[list[Op], list[str]] | Non
             ops.append(Op("relu", -1))
         elif type(m) is nn.Identity:
             continue
-        elif type(m) is dropout_type:
+        elif type(m) in dropout_types:
             if m.p > 0:
                 ops.append(Op("mask", masks))
                 masks += 1

@@ -10,8 +10,8 @@ evaluation retrains every run of a task each round; stacked, M copies pay that o
   ``derive_seed(seed, round_seed, 2)``, with the same epoch rule;
 * its dropout masks from a generator seeded as ``fit`` seeds torch's global one,
   ``derive_seed(seed, round_seed, 3)``: per step, per dropout layer in call order, one
-  ``bernoulli_(1 - p)`` on a tensor of the layer input's shape, divided by ``1 - p`` -- the very
-  calls ``nn.Dropout`` makes on CPU, so the masks are the same bits (copies with the same seed, round
+  ``bernoulli_(1 - p)`` on a tensor of the layer input's shape (drawn as ``models.bernoulli_mask``), divided by
+  ``1 - p`` -- the very calls ``nn.Dropout`` makes on CPU, so the masks are the same bits (copies with the same seed, round
   seed and minibatch rows -- the strategies of one (task, seed) in lockstep evaluation -- have the same
   stream, which is drawn once and shared);
 * the same optimiser: ``torch.optim.Adam``'s single-tensor step (L2 weight decay added to the
@@ -43,6 +43,7 @@ from torch.func import functional_call, grad, vmap
 
 from metaal.learners.fused import FusedMLP, MaskedDropout, plan
 from metaal.learners.learner import Learner, derive_seed
+from metaal.learners.models import PLAIN_DROPOUTS, bernoulli_mask
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which Learner.fit uses
 ADAM_EPS = 1e-8
@@ -145,13 +146,13 @@ class _Trainer:
         self.names = [n for n, _ in learner.net.named_parameters()]
         self.n_params = sum(p.numel() for p in learner.net.parameters())
         self.layers, self.act_per_row = _probe(learner.net, learner.tensor(np.zeros((1, *learner.input_shape))))
-        found = plan(learner.net, nn.Dropout)
+        found = plan(learner.net, PLAIN_DROPOUTS)
         self.fused = FusedMLP(*found) if found is not None else None
         if self.fused is None:  # torch.func over a private copy whose dropouts take their masks from outside
             self.net = copy.deepcopy(learner.net)
             for module in list(self.net.modules()):
                 for name, child in list(module.named_children()):
-                    if type(child) is nn.Dropout:
+                    if type(child) in PLAIN_DROPOUTS:
                         setattr(module, name, MaskedDropout(child.p))
             self.slots = dict(self.net.named_modules())
             self.net.train()
@@ -231,7 +232,10 @@ class _Trainer:
         for i, (gen, bs) in enumerate(zip(gens, bss)):
             for name, p, _shape in self.layers:
                 if 0 < p < 1:
-                    masks[name][i, :bs].bernoulli_(1 - p, generator=gen)
+                    if gen.device.type == "cpu":
+                        masks[name][i, :bs] = bernoulli_mask((bs, *_shape), 1 - p, gen)
+                    else:
+                        masks[name][i, :bs].bernoulli_(1 - p, generator=gen)
         out = {}
         for name, p, shape in self.layers:
             if 0 < p < 1:
@@ -303,7 +307,7 @@ def _probe(net: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, float, tupl
         if isinstance(out, torch.Tensor):
             total[0] += out.numel()
 
-    handles = [m.register_forward_pre_hook(on_dropout) for m in net.modules() if type(m) is nn.Dropout]
+    handles = [m.register_forward_pre_hook(on_dropout) for m in net.modules() if type(m) in PLAIN_DROPOUTS]
     handles += [m.register_forward_hook(on_leaf) for m in net.modules() if not list(m.children())]
     was_training = net.training
     try:

@@ -58,6 +58,7 @@ from metaal.errors import MetaalError
 from metaal.learners.fused import FusedMLP, MaskedDropout
 from metaal.learners.fused import plan as fused_plan
 from metaal.learners.learner import Learner, derive_seed
+from metaal.learners.models import PLAIN_DROPOUTS
 from metaal.learners.stacked import adam_step
 from metaal.metrics import accuracy_then_loss
 
@@ -140,7 +141,7 @@ def lookahead_copy(net: nn.Module) -> nn.Module:
     net = copy.deepcopy(net)
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
-            if type(child) is nn.Dropout:
+            if type(child) in PLAIN_DROPOUTS:
                 setattr(module, name, MaskedDropout(child.p))
             elif isinstance(child, nn.modules.dropout._DropoutNd) and child.p > 0:
                 raise MetaalError(
@@ -292,7 +293,7 @@ class _Batched:
         self.n_classes = learner.n_classes
         self.fused = None
         if kernel != "func" and config.mode != "first-order":
-            found = fused_plan(self.net, MaskedDropout)
+            found = fused_plan(self.net, (MaskedDropout,))
             if found is not None and set(found[1]) == set(self.param_names) and not self.buffers:
                 self.fused = FusedMLP(*found)
             elif kernel == "fused":
