@@ -126,7 +126,7 @@ def eval_options(strategies: str, which: str, seeds: int, section: str):
             click.option("--seed", type=int, default=EvalConfig.seed, show_default=True, help="First seed."),
             loop_options(defaults(EvalConfig)["loop"]),
             click.option("--max-pool", type=int, default=defaults(EvalConfig)["split"].max_pool,
-                         help="Subsample bigger pools to this many items, stratified, per seed (default: keel's 5000)."),
+                         help="Subsample bigger pools to this many items, stratified, per seed (default and 0: no cap but keel's 5000)."),
             learner_options(EvalConfig),
             click.option("--workers", type=int, default=1, show_default=True, help="Local processes; results do not depend on it."),
             click.option("--stack/--no-stack", default=True,
@@ -246,14 +246,14 @@ EVAL_KEYS = {"tasks", "strategies", "seeds", "seed", "initial", "budget", "query
 def _eval_config(p: dict, tasks: list[str]):
     """The EvalConfig of transfer-eval's (and benchmark's) options."""
     max_pool = p.get("max_pool")
-    if max_pool is not None and (isinstance(max_pool, bool) or not isinstance(max_pool, int) or max_pool < 1):
-        raise MetaalError(f"--max-pool must be a positive whole number, got {max_pool!r}")
+    if max_pool is not None and (isinstance(max_pool, bool) or not isinstance(max_pool, int) or max_pool < 0):
+        raise MetaalError(f"--max-pool must be a whole number (0: no cap), got {max_pool!r}")
     return EvalConfig(
         tasks=tasks,
         strategies=_list(p["strategies"]),
         seeds=p["seeds"],
         seed=p["seed"],
-        split=SplitConfig(max_pool=max_pool),
+        split=SplitConfig(max_pool=max_pool or None),  # 0: no cap, as in metaal run's [evaluate] table
         policy=p["policy"],
         policy_candidates=p["policy_candidates"],
         oracle=dict(p.get("oracle") or {}),

@@ -166,6 +166,9 @@ def test_max_pool_caps_every_pool_and_is_checked_first(tmp_path):
     assert summary["config"]["split"]["max_pool"] == 40
     run = json.loads(next((out / "runs").rglob("margin__seed0.json")).read_text())
     assert run["labels"][-1] == 6 + 12
-    for bad, message in [("0", "--max-pool must be a positive whole number"), ("10", "pool has only 10 items")]:
+    r = CliRunner().invoke(cli, [*args, "--max-pool", "0", "--out", str(tmp_path / "nocap")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output  # 0: no cap, as in metaal run's [evaluate] table
+    assert json.loads((tmp_path / "nocap" / "summary.json").read_text())["config"]["split"]["max_pool"] is None
+    for bad, message in [("-1", "--max-pool must be a whole number (0: no cap)"), ("10", "pool has only 10 items")]:
         r = CliRunner().invoke(cli, [*args, "--max-pool", bad, "--out", str(tmp_path / "bad")])
         assert r.exit_code == 2 and message in r.output and not (tmp_path / "bad" / "runs").exists(), r.output
