@@ -513,6 +513,9 @@ def run_cmd(quick, config_file, threads, out, quiet):
 @handle_errors
 def select_cmd(**p):
     """Which items to label next: train on LABELS, rank the rest of the pool, write the top n."""
+    from pathlib import Path
+
+    from metaal.io import hold_lock
     from metaal.select import select_next
 
     _setup_threads(p["threads"])
@@ -521,12 +524,20 @@ def select_cmd(**p):
     prefilter = p["prefilter"]
     if prefilter < 0:
         raise MetaalError(f"--prefilter must be at least 0, got {prefilter}")
-    sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],
-                      learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
-                      budget=p["budget"], prefilter=prefilter,
-                      label_column=p["label_column"], data_root=p["data_root"], download=p["download"],
-                      trust_pickle=p["trust_pickle"], out=p["out"])
-    sel.write_csv(p["out"])
+    out = Path(p["out"])
+    # one select per --out, from before training to the last write: two would leave one's CSV beside the other's
+    # JSON (a missing folder is left to select_next's own check of --out)
+    lock = hold_lock(out.parent / f".{out.name}.lock", f"output {out}") if out.parent.is_dir() else None
+    try:
+        sel = select_next(p["data"], p["labels_file"], p["n"], p["strategy"], seed=p["seed"], device=p["device"],
+                          learner=LearnerConfig(model=p["model"], steps=p["train_steps"], warm_start=p["warm_start"]),
+                          budget=p["budget"], prefilter=prefilter,
+                          label_column=p["label_column"], data_root=p["data_root"], download=p["download"],
+                          trust_pickle=p["trust_pickle"], out=p["out"])
+        sel.write_csv(p["out"])
+    finally:
+        if lock is not None:
+            lock.close()
     info = sel.info
     click.echo(f"{p['out']}: {len(sel)} items to label next ({sel.strategy}; pool {info['pool']}, "
                f"{info['labelled']} labelled, {len(info['classes'])} classes, training accuracy {info['train_accuracy']:.3f})")

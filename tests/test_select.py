@@ -139,6 +139,24 @@ def test_output_is_reproducible_for_a_seed(pool, policy_dir):
     assert header == "index,score,rank,predicted_label,confidence"
 
 
+def test_a_second_select_on_the_same_out_exits_2_and_writes_nothing(pool):
+    from metaal.io import hold_lock
+
+    d, _, _ = pool
+    out = d / "locked.csv"
+    args = ["--data", f"npz:{d / 'pool.npz'}", "--labels", str(d / "labels.csv"), "--strategy", "margin",
+            "--n", "5", "--out", str(out), *STEPS]
+    held = hold_lock(d / ".locked.csv.lock", "test")  # another select running on the same --out
+    try:
+        r = run(args)
+        assert r.exit_code == 2 and f"output {out} is in use by another metaal process" in r.output, r.output
+        assert not out.exists() and not (d / "locked.csv.json").exists()
+    finally:
+        held.close()
+    r = run(args)  # the lock dies with its holder: the next select takes it over
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 6, r.output
+
+
 def test_string_labels_and_scores(pool):
     d, y, first = pool
     sel = select_next(f"npz:{d / 'pool.npz'}", d / "labels.csv", n=15, strategy="margin", learner=_learner(40))
