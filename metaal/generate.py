@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from metaal.acquisition.features import CONTEXT_NAMES, FeatureExtractor, feature_names, proposers_of, schema
+from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
 from metaal.config import GenerateConfig as _GenerateSettings
 from metaal.errors import MetaalError
 from metaal.io import package_versions, provenance
@@ -49,20 +49,17 @@ class GenerateConfig(_GenerateSettings):
             raise MetaalError(f"unknown oracle '{mode}' (choose from {', '.join(ORACLE_MODES)})")
         if mode == "batch" and self.oracle_config().proposals != "random":
             raise MetaalError("--proposals and --oracle batch conflict: the batch oracle's candidates are the heuristics' batches")
-        if self.cold_start_proposers and mode != "batch":
-            raise MetaalError("cold_start_proposers needs the batch oracle (--oracle batch)")
-        need = max_candidates(self.loop.query_size, proposers_of(self.cold_start_proposers))
-        if mode == "batch" and self.candidates < need:
-            raise MetaalError(f"--oracle batch needs --candidates >= {need} "
+        if mode == "batch" and self.candidates < max_candidates(self.loop.query_size):
+            raise MetaalError(f"--oracle batch needs --candidates >= {max_candidates(self.loop.query_size)} "
                               f"(every proposer's batch of --query-size {self.loop.query_size} must fit)")
         self.loop.validate()
 
 
 def store_attrs(config: GenerateConfig) -> dict:
     return {
-        "feature_names": list(feature_names(proposers_of(config.cold_start_proposers))),
+        "feature_names": list(FEATURE_NAMES),
         "context_names": list(CONTEXT_NAMES),
-        "schema": schema(proposers_of(config.cold_start_proposers)),
+        "schema": schema(),
         "K": config.candidates,
         "oracle": config.oracle_config().to_dict(),
         "config": config.identity(),
@@ -106,8 +103,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     X, y = task.X, task.y
     X_val, y_val = X[task.val], y[task.val]
     X_test, y_test = X[task.test], y[task.test]
-    proposers = proposers_of(config.cold_start_proposers)
-    K, F = config.candidates, len(feature_names(proposers))
+    K, F = config.candidates, len(FEATURE_NAMES)
     mix = np.random.default_rng([seed, 0xB7A])
     val_acc = state.learner.accuracy(X_val, y_val)
     test_acc = [state.learner.accuracy(X_test, y_test)]
@@ -119,14 +115,14 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         unl = state.unlabelled
         k_eff = min(K, len(unl))
         batches = None
-        batch_gain = np.full((2, len(proposers)), np.nan, np.float32)  # (loss, accuracy) per proposer
+        batch_gain = np.full((2, len(BATCH_PROPOSERS)), np.nan, np.float32)  # (loss, accuracy) per proposer
         if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
-            batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)), proposers)
+            batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, per_batch = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
                                                               metric=oracle.metric)
             k_eff = len(cands)
-            for p, name in enumerate(proposers):
+            for p, name in enumerate(BATCH_PROPOSERS):
                 if name in per_batch:
                     batch_gain[:, p] = per_batch[name]
         else:
@@ -140,7 +136,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         acc_gain = np.full(K, np.nan, np.float32)
         acc_gain[:k_eff] = acc_gain_k
         expert_score = expert_key(gain, acc_gain, oracle.metric)
-        fe = FeatureExtractor(state, cands, batches=batches, proposers=proposers)
+        fe = FeatureExtractor(state, cands, batches=batches)
         rollin_order = list(rollin.select(state, min(size, k_eff), candidates=cands)) if rollin is not None else []
         position = {int(c): i for i, c in enumerate(cands)}
         valid = np.zeros(K, bool)

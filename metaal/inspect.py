@@ -75,7 +75,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     whose batch wins often but has a low mean gain wins by luck a label-free policy cannot see.  [] for stores
     without per-batch gains (other oracles, or written before metaal recorded them)."""
     from metaal.acquisition.agreement import round_starts
-    from metaal.acquisition.features import schema_proposers
+    from metaal.acquisition.features import BATCH_PROPOSERS
     from metaal.distill import rank_percentiles, ranked_gain
 
     s = trajs.steps
@@ -96,7 +96,7 @@ def batch_outcomes_by_round(trajs, metric: str | None = None) -> list[dict]:
     for r in np.unique(rounds[keep]):
         sel = keep & (rounds == r)
         row = {"round": int(r) + 1, "rounds": int(sel.sum()), "batches": {}}
-        for j, name in enumerate(schema_proposers(trajs.attrs.get("schema") or {})):
+        for j, name in enumerate(BATCH_PROPOSERS):
             if valid[sel, j].any():
                 row["batches"][name] = {"acc_gain": float(np.nanmean(acc[sel, j])), "rank": float(np.nanmean(pct[sel, j])),
                                         "wins": float(np.mean(winner[sel] == j))}

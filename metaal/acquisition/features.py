@@ -31,12 +31,8 @@ SCHEMA_VERSION = 2
 
 # The heuristics whose batches the batch oracle compares (metaal.oracle.batch), in tie-break order.
 BATCH_PROPOSERS: tuple[str, ...] = ("margin", "entropy", "bald", "coreset", "badge", "random")
-# Cold-start proposers a store may add (GenerateConfig.cold_start_proposers): their batches come from the whole
-# pool, not the smallest margins; a schema names them by their in_* flags after the six.
-COLD_START_PROPOSERS: tuple[str, ...] = ("typiclust", "probcover")
-KNOWN_PROPOSERS: tuple[str, ...] = BATCH_PROPOSERS + COLD_START_PROPOSERS
 
-BASE_FEATURE_NAMES: tuple[str, ...] = (
+FEATURE_NAMES: tuple[str, ...] = (
     "max_prob",  # top-class probability
     "margin",  # top-1 minus top-2 probability
     "entropy",  # predictive entropy / log C
@@ -48,19 +44,8 @@ BASE_FEATURE_NAMES: tuple[str, ...] = (
     "margin_rank",  # share of the unlabelled pool with a larger margin (1 = most uncertain)
     "dist_rank",  # share of the candidates nearer to the labelled set (1 = farthest)
     "proposer_votes",  # share of the heuristics whose batch holds the item (0: candidates not from batches)
+    *(f"in_{name}" for name in BATCH_PROPOSERS),  # 1 if that heuristic's batch holds the item
 )
-
-
-def feature_names(proposers: tuple[str, ...] = BATCH_PROPOSERS) -> tuple[str, ...]:
-    """The candidate features with these proposers: the base ones, then 1 if that heuristic's batch holds the item."""
-    return (*BASE_FEATURE_NAMES, *(f"in_{name}" for name in proposers))
-
-
-def proposers_of(cold_start: bool) -> tuple[str, ...]:
-    return KNOWN_PROPOSERS if cold_start else BATCH_PROPOSERS
-
-
-FEATURE_NAMES: tuple[str, ...] = feature_names()
 CONTEXT_NAMES: tuple[str, ...] = (
     "budget_used",  # fraction of the query budget spent
     "log_labelled",  # log(1 + labelled count)
@@ -117,19 +102,13 @@ def count_context(context: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
-def schema(proposers: tuple[str, ...] = BATCH_PROPOSERS) -> dict:
-    return {"version": SCHEMA_VERSION, "features": list(feature_names(proposers)), "context": list(CONTEXT_NAMES)}
-
-
-def schema_proposers(found: dict) -> tuple[str, ...]:
-    """The proposers a stored schema names (its in_* features): the six, or the six and the cold-start two."""
-    named = tuple(f[3:] for f in found.get("features", []) if isinstance(f, str) and f.startswith("in_"))
-    return KNOWN_PROPOSERS if named == KNOWN_PROPOSERS else BATCH_PROPOSERS
+def schema() -> dict:
+    return {"version": SCHEMA_VERSION, "features": list(FEATURE_NAMES), "context": list(CONTEXT_NAMES)}
 
 
 def check_schema(found: dict, where: str) -> None:
     """Raise a one-line error when a stored schema differs from this code's."""
-    expected = schema(schema_proposers(found))
+    expected = schema()
     if found.get("version") != expected["version"] or list(found.get("features", [])) != expected["features"] or list(
         found.get("context", [])
     ) != expected["context"]:
@@ -150,10 +129,7 @@ class FeatureExtractor:
     ``metaal.select.PoolState``): model outputs are read by rows (the candidates, a uniform pool sample and
     the labelled set), distances are computed here."""
 
-    def __init__(self, state: AcquisitionState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None,
-                 proposers: tuple[str, ...] = BATCH_PROPOSERS):
-        self._proposers = tuple(proposers)
-        self._names = feature_names(self._proposers)
+    def __init__(self, state: AcquisitionState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None):
         candidates = np.asarray(candidates, dtype=np.int64)
         sample = pool_sample(state)
         pool_margin, pool_entropy = pool_uncertainty(state)
@@ -232,7 +208,7 @@ class FeatureExtractor:
             "density": np.nan_to_num(density, nan=0.0),
             "grad_norm": gnorm / g_scale,
             "margin_rank": margin_rank,
-            **proposer_flags(self.candidates, batches, self._proposers),
+            **proposer_flags(self.candidates, batches),
         }
         # Nearest labelled distance, updated as items are chosen within the batch.
         e_l = np.asarray(labelled_embedding).astype(np.float64)
@@ -264,7 +240,7 @@ class FeatureExtractor:
         dist = np.where(np.isfinite(dist), dist, 1e3)
         dist_rank = (np.argsort(np.argsort(dist, kind="stable"), kind="stable") + 1) / len(dist)
         cols = dict(self._static, dist_labelled=dist, dist_rank=dist_rank)
-        cand = np.stack([cols[name] for name in self._names], axis=1).astype(np.float32)
+        cand = np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
         ctx = np.asarray([*self._context_base, self._n_selected / max(1, batch_size)], dtype=np.float32)
         return cand, ctx
 
@@ -284,16 +260,15 @@ def pool_sample(state: AcquisitionState) -> np.ndarray:
     return unl if len(unl) <= _POOL_SAMPLE else state.rng(17).choice(unl, _POOL_SAMPLE, replace=False)
 
 
-def proposer_flags(candidates: np.ndarray, batches: dict[str, np.ndarray] | None,
-                   proposers: tuple[str, ...] = BATCH_PROPOSERS) -> dict[str, np.ndarray]:
+def proposer_flags(candidates: np.ndarray, batches: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """``in_<proposer>`` (0/1) and ``proposer_votes`` for each candidate; all 0 without batches."""
     batches = batches or {}
-    unknown = sorted(set(batches) - set(proposers))
+    unknown = sorted(set(batches) - set(BATCH_PROPOSERS))
     if unknown:
-        raise MetaalError(f"unknown proposer(s) {unknown}: the features know {', '.join(proposers)}")
+        raise MetaalError(f"unknown proposer(s) {unknown}: the features know {', '.join(BATCH_PROPOSERS)}")
     flags = {f"in_{name}": np.isin(candidates, np.asarray(batches.get(name, []), dtype=np.int64)).astype(np.float64)
-             for name in proposers}
-    flags["proposer_votes"] = sum(flags.values()) / len(proposers)
+             for name in BATCH_PROPOSERS}
+    flags["proposer_votes"] = sum(flags.values()) / len(BATCH_PROPOSERS)
     return flags
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metaal.acquisition.features import BATCH_PROPOSERS, COLD_START_PROPOSERS  # the schema names each proposer
+from metaal.acquisition.features import BATCH_PROPOSERS  # the feature schema names each batch proposer
 from metaal.acquisition.ops import uncertain_pool
 from metaal.acquisition.strategies import get_heuristic
 from metaal.config import PROPOSALS
@@ -56,20 +56,15 @@ def propose_candidates(state, k: int, how: str = "random", pool: np.ndarray | No
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def heuristic_batches(state, n: int, pool: np.ndarray | None = None, proposers: tuple[str, ...] = BATCH_PROPOSERS,
-                      wide_pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows), BALD only where the
-    state has MC-dropout outputs; the cold-start proposers (TypiClust, ProbCover) draw from ``wide_pool``
-    (default: the unlabelled rows), since typical, covering items are rarely among the smallest margins."""
-    wide = state.unlabelled if wide_pool is None else np.asarray(wide_pool, dtype=np.int64)
+def heuristic_batches(state, n: int, pool: np.ndarray | None = None,
+                      proposers: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Each proposer's own batch of n items from ``pool`` (default: the unlabelled rows); ``proposers``
+    default: every one in ``BATCH_PROPOSERS``, BALD only where the state has MC-dropout outputs."""
+    if proposers is None:
+        proposers = tuple(p for p in BATCH_PROPOSERS if p != "bald" or state.has_mc)
     pool = state.unlabelled if pool is None else np.asarray(pool, dtype=np.int64)
-    out = {}
-    for name in proposers:
-        if name == "bald" and not state.has_mc:
-            continue
-        rows = wide if name in COLD_START_PROPOSERS else pool
-        out[name] = np.asarray(get_heuristic(name).select(state, min(int(n), len(rows)), candidates=rows), dtype=np.int64)
-    return out
+    n = min(int(n), len(pool))
+    return {name: np.asarray(get_heuristic(name).select(state, n, candidates=pool), dtype=np.int64) for name in proposers}
 
 
 def union_candidates(batches: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,6 +72,6 @@ def union_candidates(batches: dict[str, np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate(list(batches.values()))) if batches else np.zeros(0, np.int64)
 
 
-def max_candidates(n: int, proposers: tuple[str, ...] = BATCH_PROPOSERS) -> int:
+def max_candidates(n: int) -> int:
     """The most candidates one round can have (no overlap between the proposers' batches)."""
-    return len(proposers) * int(n)
+    return len(BATCH_PROPOSERS) * int(n)

@@ -22,7 +22,7 @@ import copy
 import numpy as np
 
 from metaal.acquisition import scores
-from metaal.acquisition.features import KNOWN_PROPOSERS  # the feature schema names each proposer
+from metaal.acquisition.features import BATCH_PROPOSERS  # the feature schema names each proposer
 from metaal.acquisition.proposals import heuristic_batches, union_candidates
 from metaal.oracle.lookahead import expert_key
 
@@ -108,7 +108,7 @@ def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarr
     batches = heuristic_batches(state, n, pool) if batches is None else batches
     per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, stack=stack)
     cands = union_candidates(batches)
-    names = [name for name in KNOWN_PROPOSERS if name in per_batch]
+    names = [name for name in BATCH_PROPOSERS if name in per_batch]
     key = dict(zip(names, expert_key([per_batch[k][0] for k in names], [per_batch[k][1] for k in names], metric)))
     best = np.full(len(cands), -np.inf)
     loss = np.full(len(cands), -np.inf)

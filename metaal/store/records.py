@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metaal.acquisition.features import BASE_FEATURE_NAMES
+from metaal.acquisition.features import BATCH_PROPOSERS
 
 FORMAT = "metaal-trajectories"
 FORMAT_VERSION = 1
@@ -28,11 +28,10 @@ STEP_ARRAYS = {
     "terminal": (np.bool_, lambda K, F, G: ()),
     "episode": (np.int32, lambda K, F, G: ()),
     "round_end": (np.bool_, lambda K, F, G: ()),  # last pick of an AL round (model retrained after it)
-    # batch oracle: each proposer's whole batch's gains (the schema's in_* order: one per feature after the
-    # base ones), the same on every
+    # batch oracle: each proposer's whole batch's gains (features.BATCH_PROPOSERS order), the same on every
     # step of a round; NaN for other oracles.  The per-candidate gains above keep only the best containing batch's.
-    "batch_gain": (np.float32, lambda K, F, G: (F - len(BASE_FEATURE_NAMES),)),
-    "batch_acc_gain": (np.float32, lambda K, F, G: (F - len(BASE_FEATURE_NAMES),)),
+    "batch_gain": (np.float32, lambda K, F, G: (len(BATCH_PROPOSERS),)),
+    "batch_acc_gain": (np.float32, lambda K, F, G: (len(BATCH_PROPOSERS),)),
 }
 # Step arrays added after format version 1 was fixed: a store written before them reads (and resumes) with
 # NaN rows, and a record may leave them out (NaN), so that older stores and writers keep working.
