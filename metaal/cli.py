@@ -418,8 +418,6 @@ def inspect(path, trust_pickle):
                    "cql/bcq: offline RL.")
 @click.option("--target", type=click.Choice(list(GAIN_TARGETS)), default=DISTILL.target, show_default=True,
               help="gain: which oracle gain is ranked (accuracy: validation accuracy gain, loss breaking ties).")
-@click.option("--anchor", type=float, default=DISTILL.anchor, show_default=True,
-              help="gain: > 0 scores margin's order among the candidates plus anchor x tanh(the learned score).")
 @click.option("--steps", type=int, default=DISTILL.steps, show_default=True, help="Gradient steps.")
 @click.option("--batch-size", type=int, default=DISTILL.batch_size, show_default=True, help="Stored steps per minibatch.")
 @click.option("--lr", type=float, default=DISTILL.lr, show_default=True, help="Adam learning rate.")

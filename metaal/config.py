@@ -49,7 +49,7 @@ KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
                      "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
                      "batch_size", "hidden", "policy_candidates", "prefilter"), _INT),
-    **dict.fromkeys(("anchor", "beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
+    **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     **dict.fromkeys(("warm_start", "stack"), _BOOL),
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
                      "address", "oracle", "target", "oracle_metric",

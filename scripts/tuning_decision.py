@@ -21,8 +21,9 @@ from scipy.stats import wilcoxon
 DRAWS = {"default_policy": ("V0", 0), "v0-g1": ("V0", 1), "v1-g0": ("V1", 0), "v1-g1": ("V1", 1),
          "v3-g0": ("V3", 0), "v3-g1": ("V3", 1), "v4-g0": ("V4", 0), "v4-g1": ("V4", 1),
          "d1-g0": ("D1", 0), "d1-g1": ("D1", 1), "d2-g0": ("D2", 0), "d2-g1": ("D2", 1),
-         "c-g0": ("C", 0), "c-g1": ("C", 1)}
-VARIANTS = ("V1", "V3", "V4", "D1", "D2", "C")
+         "c-g0": ("C", 0), "c-g1": ("C", 1), "a25-g0": ("A25", 0), "a25-g1": ("A25", 1), "a50-g0": ("A50", 0),
+         "a50-g1": ("A50", 1)}
+VARIANTS = ("V1", "V3", "V4", "D1", "D2", "C", "A25", "A50")
 
 
 def scores(results: str) -> dict[str, dict[str, float]]:

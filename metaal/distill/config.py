@@ -22,7 +22,6 @@ class GainConfig:
 
     name: ClassVar[str] = "gain"
     target: str = "loss"
-    anchor: float = 0.0  # > 0: scores = margin's order among the candidates + anchor * tanh(learned score)
 
 
 def _identity_q(cfg: DistillConfig, enc, gamma: float, target_update_interval: int) -> dict:
@@ -116,7 +115,7 @@ COUNT_CONTEXTS = ("raw", "per-class")  # features.count_context also reads older
 RETIRED = {"step_weight": "uniform", "ensemble": 1, "choice": "items"}
 
 # the DistillConfig fields a [distill] TOML section may set (`metaal distill --config`, `metaal run --config`)
-CONFIG_KEYS = frozenset({"algo", "target", "anchor", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
+CONFIG_KEYS = frozenset({"algo", "target", "steps", "batch_size", "lr", "hidden", "val_fraction", "seed", "device",
                          "drop_features", "count_context"})
 
 
@@ -140,7 +139,6 @@ class DistillConfig:
     alpha: float = CQLConfig.alpha
     action_flexibility: float = BCQConfig.action_flexibility
     target: str = GainConfig.target
-    anchor: float = GainConfig.anchor
     # feature ablation: these candidate or context features are held at 0 in training and at inference
     drop_features: list[str] = dataclasses.field(default_factory=list)
     # the label count the policy sees (features.count_context): "raw", or "per-class": log((1 + labelled) /
@@ -163,10 +161,6 @@ class DistillConfig:
             raise MetaalError(f"lr must be positive, got {self.lr}")
         if self.target not in GAIN_TARGETS:
             raise MetaalError(f"unknown gain target '{self.target}' (choose from {', '.join(GAIN_TARGETS)})")
-        if not (isinstance(self.anchor, int | float) and 0.0 <= self.anchor < float("inf")):
-            raise MetaalError(f"anchor must be a number >= 0, got {self.anchor!r}")
-        if self.anchor > 0 and self.algo != "gain":
-            raise MetaalError(f"anchor is a setting of --algo gain, not {self.algo}")
         if self.threads is not None and self.threads < 1:
             raise MetaalError(f"threads must be at least 1, got {self.threads}")
         from metaal.acquisition import features

@@ -53,7 +53,7 @@ def _fit_scorer(candidates, context, mask, loss_fn, cfg: DistillConfig, bar, ckp
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden, cfg.anchor).to(dev)
+    scorer = CandidateScorer(cand.shape[2], ctx.shape[1], cfg.hidden).to(dev)
     opt = torch.optim.Adam(scorer.parameters(), lr=cfg.lr)
     curve, window = [], []
     every = max(1, cfg.steps // 20)

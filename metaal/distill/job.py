@@ -158,8 +158,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         }
         if cfg.algo == "bcq":
             scorer_info["action_flexibility"] = cfg.action_flexibility
-        if cfg.anchor > 0:
-            scorer_info["anchor"] = cfg.anchor
         meta = {
             "format": POLICY_FORMAT,
             "format_version": POLICY_FORMAT_VERSION,

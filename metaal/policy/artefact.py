@@ -106,7 +106,7 @@ def build_scorer(info: dict, where: str) -> torch.nn.Module:
         if info.get("class", "CandidateScorer") == "BCQScorer":
             return BCQScorer(F, G, H, float(info.get("action_flexibility", 0.3)))
         if info.get("class", "CandidateScorer") == "CandidateScorer":
-            return CandidateScorer(F, G, H, float(info.get("anchor", 0.0)))
+            return CandidateScorer(F, G, H)
         if info.get("class") == "ScorerEnsemble":  # written by the retired `distill --ensemble`: still loads
             return ScorerEnsemble(F, G, H, int(info["members"]))
         raise MetaalError(f"{where}: unknown scorer class {info.get('class')!r}")

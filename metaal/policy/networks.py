@@ -40,8 +40,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from metaal.acquisition.features import FEATURE_NAMES
-
 SENTINEL = -1.0e4  # value of every feature of a masked candidate in a flat observation
 MASK_MARGIN = 20.0  # masked score = min(valid scores) - MASK_MARGIN
 
@@ -49,8 +47,6 @@ MASK_MARGIN = 20.0  # masked score = min(valid scores) - MASK_MARGIN
 def _symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
-
-MARGIN_COLUMN = FEATURE_NAMES.index("margin")  # the candidate feature an anchored scorer orders by
 
 class CandidateScorer(nn.Module):
     """Scores candidates: (B, K, F) + (B, G) [+ mask (B, K)] or flat (B, K*F+G) -> (B, K).
@@ -61,14 +57,11 @@ class CandidateScorer(nn.Module):
         s_i  = w . relu(Bx x_i + Bc ctx + P pool) + c    (= an MLP on [x_i, ctx, pool])
     """
 
-    def __init__(self, n_features: int, n_context: int, hidden: int = 64, anchor: float = 0.0):
+    def __init__(self, n_features: int, n_context: int, hidden: int = 64):
         super().__init__()
         self.n_features = int(n_features)
         self.n_context = int(n_context)
         self.hidden = int(hidden)
-        # anchor > 0: s_i = margin order_i + anchor * tanh(s_i), margin order in [0, 1] among the valid candidates
-        # (1 = smallest margin): where the network has learned nothing the policy ranks as margin does
-        self.anchor = float(anchor)
         F, G, H = self.n_features, self.n_context, self.hidden
         self.lin_xe = nn.Linear(F, H)  # candidate part of the embedding's first layer
         self.lin_xh = nn.Linear(F, H)  # candidate part of the head's first layer
@@ -99,17 +92,7 @@ class CandidateScorer(nn.Module):
         h = torch.relu(self.embed(torch.relu(self.lin_xe(xs) + c[..., :H])))
         pooled = (h * vf).sum(1) / vf.sum(1).clamp_min(1.0)
         u = torch.relu(self.lin_xh(xs) + c[..., H:] + self.pool(pooled).unsqueeze(1))
-        s = self.out(u).squeeze(-1)
-        if self.anchor > 0:
-            s = margin_order(x[..., MARGIN_COLUMN], valid) + self.anchor * torch.tanh(s)
-        return mask_scores(s, valid)
-
-
-def margin_order(margin: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(B, K) margins -> share of the other valid candidates with a larger margin (1: the smallest margin)."""
-    vf = valid.to(margin.dtype)
-    larger = ((margin.unsqueeze(1) > margin.unsqueeze(2)).to(margin.dtype) * vf.unsqueeze(1)).sum(-1)
-    return larger / (vf.sum(-1, keepdim=True) - 1).clamp_min(1.0)
+        return mask_scores(self.out(u).squeeze(-1), valid)
 
 
 def mask_scores(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
