@@ -50,7 +50,7 @@ KEY_TYPES = {
                      "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
                      "batch_size", "hidden", "policy_candidates", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
-    **dict.fromkeys(("warm_start", "stack", "regime_context"), _BOOL),
+    **dict.fromkeys(("warm_start", "stack"), _BOOL),
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
                      "address", "oracle", "target", "oracle_metric",
                      "count_context", "suite", "splits", "reference"), _STR),
@@ -270,7 +270,6 @@ class GenerateConfig:
     label_column: str = "label"
     download: bool = False  # torchvision: fetch missing data sets into data_root
     trust_pickle: bool = False  # --rollin policy:DIR may read pickle-based policy files (a security choice, not content)
-    regime_context: bool = False  # the features' context also holds features.REGIME_CONTEXT
 
     def oracle_config(self):
         try:
@@ -286,8 +285,6 @@ class GenerateConfig:
         d.pop("trust_pickle", None)
         d["oracle"] = self.oracle_config().to_dict()
         d["oracle"].pop("chunk", None)  # a memory knob, not content
-        if not d["regime_context"]:
-            d.pop("regime_context")  # stores made before the option keep their identity
         return d
 
 

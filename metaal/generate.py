@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from metaal.acquisition.features import BATCH_PROPOSERS, FEATURE_NAMES, FeatureExtractor, context_names, schema
+from metaal.acquisition.features import BATCH_PROPOSERS, CONTEXT_NAMES, FEATURE_NAMES, FeatureExtractor, schema
 from metaal.config import GenerateConfig as _GenerateSettings
 from metaal.errors import MetaalError
 from metaal.io import package_versions, provenance
@@ -58,8 +58,8 @@ class GenerateConfig(_GenerateSettings):
 def store_attrs(config: GenerateConfig) -> dict:
     return {
         "feature_names": list(FEATURE_NAMES),
-        "context_names": list(context_names(config.regime_context)),
-        "schema": schema(config.regime_context),
+        "context_names": list(CONTEXT_NAMES),
+        "schema": schema(),
         "K": config.candidates,
         "oracle": config.oracle_config().to_dict(),
         "config": config.identity(),
@@ -136,7 +136,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         acc_gain = np.full(K, np.nan, np.float32)
         acc_gain[:k_eff] = acc_gain_k
         expert_score = expert_key(gain, acc_gain, oracle.metric)
-        fe = FeatureExtractor(state, cands, batches=batches, regime=config.regime_context)
+        fe = FeatureExtractor(state, cands, batches=batches)
         rollin_order = list(rollin.select(state, min(size, k_eff), candidates=cands)) if rollin is not None else []
         position = {int(c): i for i, c in enumerate(cands)}
         valid = np.zeros(K, bool)

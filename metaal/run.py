@@ -170,8 +170,7 @@ def default_study(quick: bool = False) -> Study:
 
 _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
              "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
-             "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial", "max_pool",
-             "regime_context"}
+             "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial", "max_pool"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
               "label_column", "oracle", "policy_candidates", "max_pool"}
 
@@ -210,8 +209,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
         loop=_loop(gen.loop, g),
         learner=_learner(gen.learner, g),
         split=_split(gen.split, g, "[generate] max_pool"),
-        **{k: g[k] for k in ("episodes", "candidates", "rollin", "beta", "seed", "device", "data_root", "label_column",
-                             "regime_context") if k in g},
+        **{k: g[k] for k in ("episodes", "candidates", "rollin", "beta", "seed", "device", "data_root", "label_column") if k in g},
     )
     study.evaluate = replace(
         ev,

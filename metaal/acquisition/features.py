@@ -55,17 +55,6 @@ CONTEXT_NAMES: tuple[str, ...] = (
     "pool_entropy",  # mean normalised entropy of the unlabelled pool
     "batch_fraction",  # share of the current batch already chosen
 )
-# Budget-regime context a store may add after those (GenerateConfig.regime_context): how much of the pool is
-# labelled and how many classes the labelled set has seen, in [0, 1]
-REGIME_CONTEXT: tuple[str, ...] = (
-    "labelled_share",  # labelled / (labelled + unlabelled)
-    "classes_seen",  # classes present in the labelled set / classes
-)
-
-
-
-def context_names(regime: bool = False) -> tuple[str, ...]:
-    return CONTEXT_NAMES + REGIME_CONTEXT if regime else CONTEXT_NAMES
 
 # Classic heuristics expressed as "pick the candidate with the extreme value of one feature":
 # used by `metaal inspect` and distillation's validation to compare with the expert.
@@ -113,18 +102,13 @@ def count_context(context: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
-def schema(regime: bool = False) -> dict:
-    return {"version": SCHEMA_VERSION, "features": list(FEATURE_NAMES), "context": list(context_names(regime))}
-
-
-def schema_regime(found: dict) -> bool:
-    """Whether a stored schema has the budget-regime context (else it is the seven-column context)."""
-    return list(found.get("context", [])) == list(context_names(True))
+def schema() -> dict:
+    return {"version": SCHEMA_VERSION, "features": list(FEATURE_NAMES), "context": list(CONTEXT_NAMES)}
 
 
 def check_schema(found: dict, where: str) -> None:
     """Raise a one-line error when a stored schema differs from this code's."""
-    expected = schema(schema_regime(found))
+    expected = schema()
     if found.get("version") != expected["version"] or list(found.get("features", [])) != expected["features"] or list(
         found.get("context", [])
     ) != expected["context"]:
@@ -145,9 +129,7 @@ class FeatureExtractor:
     ``metaal.select.PoolState``): model outputs are read by rows (the candidates, a uniform pool sample and
     the labelled set), distances are computed here."""
 
-    def __init__(self, state: AcquisitionState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None,
-                 regime: bool = False):
-        self._regime = bool(regime)
+    def __init__(self, state: AcquisitionState, candidates: np.ndarray, batches: dict[str, np.ndarray] | None = None):
         candidates = np.asarray(candidates, dtype=np.int64)
         sample = pool_sample(state)
         pool_margin, pool_entropy = pool_uncertainty(state)
@@ -240,8 +222,6 @@ class FeatureExtractor:
             *labelled_stats,
             pool_entropy,
         ]
-        self._context_regime = [len(labelled_y) / max(1, len(labelled_y) + len(pool_margin)),
-                                float((lab_counts > 0).sum()) / C]
 
     @property
     def candidate_embedding(self) -> np.ndarray:
@@ -261,8 +241,7 @@ class FeatureExtractor:
         dist_rank = (np.argsort(np.argsort(dist, kind="stable"), kind="stable") + 1) / len(dist)
         cols = dict(self._static, dist_labelled=dist, dist_rank=dist_rank)
         cand = np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
-        regime = self._context_regime if self._regime else []
-        ctx = np.asarray([*self._context_base, self._n_selected / max(1, batch_size), *regime], dtype=np.float32)
+        ctx = np.asarray([*self._context_base, self._n_selected / max(1, batch_size)], dtype=np.float32)
         return cand, ctx
 
 

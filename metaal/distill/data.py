@@ -89,7 +89,7 @@ def check_store(trajs: Trajectories, where: str) -> None:
     if schema is None:
         raise MetaalError(f"{where}: no feature schema in the store attributes")
     features.check_schema(schema, where)
-    F, G = len(features.FEATURE_NAMES), len(schema["context"])
+    F, G = len(features.FEATURE_NAMES), len(features.CONTEXT_NAMES)
     c, x = trajs.steps["candidates"], trajs.steps["context"]
     if c.ndim != 3 or c.shape[2] != F or x.ndim != 2 or x.shape[1] != G:
         raise MetaalError(f"{where}: step arrays have shape {c.shape} / {x.shape}, expected (N, K, {F}) / (N, {G})")

@@ -118,7 +118,6 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
     cfg = config or DistillConfig()
     trajs, sources = check_distill(stores, cfg, out_dir)
     oracle = trajs.attrs.get("oracle") or {}
-    schema = trajs.attrs["schema"]  # check_distill checked it: the policy's features are its stores'
     stored = trajs  # the heuristics in the validation table read the stored features, dropped or not
     trajs = policy_inputs(trajs, cfg.drop_features, cfg.count_context)
     train_ids, val_ids = split_episodes(trajs, cfg.val_fraction, cfg.seed)
@@ -153,7 +152,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
             "file": SCORER_FILE,
             "class": type(scorer).__name__,
             "n_features": len(features.FEATURE_NAMES),
-            "n_context": len(schema["context"]),
+            "n_context": len(features.CONTEXT_NAMES),
             "hidden": cfg.hidden,
             "mask": "masked candidates: every feature = networks.SENTINEL in the flat observation (or mask=False)",
         }
@@ -162,7 +161,7 @@ def distill(stores: list[str] | str | Trajectories, config: DistillConfig | None
         meta = {
             "format": POLICY_FORMAT,
             "format_version": POLICY_FORMAT_VERSION,
-            "schema": schema,
+            "schema": features.schema(),
             "K": int(trajs.K),
             # candidates at deployment must be drawn the way the expert's were (see Policy.proposals)
             "proposals": "batches" if oracle.get("mode") == "batch" else "random",

@@ -35,7 +35,6 @@ class Policy(Strategy):
         # features distillation held at 0 (DistillConfig.drop_features): zeroed here as well
         self._dropped = features.feature_columns(meta.get("dropped_features") or [])
         self._count_context = str(meta.get("count_context") or "raw")  # DistillConfig.count_context
-        self.regime = features.schema_regime(meta.get("schema") or {})  # the budget-regime context
 
     @property
     def algorithm(self) -> str:
@@ -76,7 +75,7 @@ class Policy(Strategy):
         """n pool rows best first and the policy's score of each, on any ``AcquisitionState`` (``select``'s pool
         or the loop's state); ``prefilter`` replaces the policy's own (0: none)."""
         cands, batches = self.candidates(state, n, candidates, prefilter)
-        positions, s = self.choose(FeatureExtractor(state, cands, batches=batches, regime=self.regime), n)
+        positions, s = self.choose(FeatureExtractor(state, cands, batches=batches), n)
         return cands[positions], s
 
     def candidates(self, state, n: int, candidates=None,
