@@ -25,7 +25,7 @@ def bernoulli_mask(shape: tuple[int, ...], keep: float, generator: torch.Generat
     Torch's CPU ``bernoulli_`` draws one float64 uniform per element and keeps it when below ``keep``;
     ``torch.rand`` draws the same uniforms from the same generator state (and leaves the generator where
     ``bernoulli_`` does) about twice as fast, so MC-dropout and training cost half as much in masks.
-    ``tests/test_learners.py`` checks the bits and the generator state against torch's own calls.
+    ``tests/test_dropout.py`` checks the bits and the generator state against torch's own calls.
     """
     return (torch.rand(shape, dtype=torch.float64, generator=generator) < keep).to(dtype)
 

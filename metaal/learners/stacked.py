@@ -230,10 +230,10 @@ class _Trainer:
         ``gens``/``bss``: one per distinct mask stream; ``share[i]``: copy i's stream (None: one stream per copy).
         """
         for i, (gen, bs) in enumerate(zip(gens, bss)):
-            for name, p, _shape in self.layers:
+            for name, p, shape in self.layers:
                 if 0 < p < 1:
                     if gen.device.type == "cpu":
-                        masks[name][i, :bs] = bernoulli_mask((bs, *_shape), 1 - p, gen)
+                        masks[name][i, :bs] = bernoulli_mask((bs, *shape), 1 - p, gen)
                     else:
                         masks[name][i, :bs].bernoulli_(1 - p, generator=gen)
         out = {}
