@@ -5,6 +5,10 @@ variant B is adopted over A iff the mean difference over the tuning tasks is abo
 signed-rank test over the tasks gives p < 0.10.  Writes the per-task table as Markdown.
 
     python scripts/tuning_decision.py runs/tuning-keel/eval --out docs/results/tuning-keel.md
+
+Levers S and E (second session of 2026-12-05): ``--draws`` lists the eight draws of V0's recipe on seeds 0-9 (with a
+Friedman test over the (task, seed) blocks: do the draws differ beyond the evaluation's noise?) and names S, the
+best one; ``--confirm DIR`` applies the rule on the fresh seeds 10-19 in DIR to S and E against the shipped policy.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import glob
 import json
 
 import numpy as np
-from scipy.stats import wilcoxon
+from scipy.stats import friedmanchisquare, wilcoxon
 
 # policy directory (as it appears in the strategy name) -> (variant, draw)
 DRAWS = {"default_policy": ("V0", 0), "v0-g1": ("V0", 1), "v1-g0": ("V1", 0), "v1-g1": ("V1", 1),
@@ -46,11 +50,86 @@ def decide(a: dict[str, float], b: dict[str, float]) -> tuple[float, int, int, f
     return float(d.mean()), int((d > 0).sum()), int((d < 0).sum()), p, bool(d.mean() > 0 and p < 0.10)
 
 
+def _runs(results: str) -> dict[tuple[str, str], dict[int, float]]:
+    runs = collections.defaultdict(dict)
+    for f in glob.glob(f"{results}/runs/*/*.json"):
+        d = json.load(open(f))
+        runs[(d["task"], d["strategy"])][d["seed"]] = d["aulc"]
+    return runs
+
+
+def draw_of(strategy: str) -> int | None:
+    """The generation draw g of V0's recipe a strategy name points at (g0 = the default study rerun), else None."""
+    flat = strategy.replace("/", "_")
+    if flat.endswith("default_policy") and "metaal_policies" not in flat:
+        return 0
+    for g in range(1, 8):
+        if flat.endswith(f"v0-g{g}_policy"):
+            return g
+    return None
+
+
+def draws_table(results: str) -> tuple[str, int]:
+    """Each draw's mean AULC over the tuning units (seeds 0-9) and the Friedman test across draws."""
+    runs = _runs(results)
+    per: dict[int, dict[tuple[str, int], float]] = collections.defaultdict(dict)
+    for (task, strategy), seeds in runs.items():
+        g = draw_of(strategy)
+        if g is not None:
+            per[g].update({(task, sd): a for sd, a in seeds.items()})
+    draws = sorted(per)
+    blocks = sorted(set.intersection(*(set(per[g]) for g in draws)))
+    tasks = sorted({t for t, _ in blocks})
+    means = {g: float(np.mean([np.mean([per[g][b] for b in blocks if b[0] == t]) for t in tasks])) for g in draws}
+    stat, p = friedmanchisquare(*([per[g][b] for b in blocks] for g in draws))
+    best = max(draws, key=lambda g: means[g])
+    lines = ["| draw | " + " | ".join(f"g{g}" for g in draws) + " |", "|---" * (len(draws) + 1) + "|",
+             "| mean AULC, 12 units x seeds 0-9 | " + " | ".join(f"{means[g]:.4f}" for g in draws) + " |", "",
+             f"Friedman test over {len(blocks)} (task, seed) blocks, {len(draws)} draws: chi2 {stat:.2f}, p = {p:.3f}. "
+             f"Spread of the draw means {min(means.values()):.4f}-{max(means.values()):.4f}; S = g{best}."]
+    return "\n".join(lines) + "\n", best
+
+
+def confirm_table(results: str) -> str:
+    """The rule on fresh seeds: S and E against the shipped policy (and margin, random for reference)."""
+    runs = _runs(results)
+    out: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for (task, strategy), seeds in runs.items():
+        flat = strategy.replace("/", "_")
+        name = ("shipped" if flat == "policy" or "metaal_policies_default" in flat else "E" if "ensemble" in flat
+                else "S" if "v0-g" in flat or flat.endswith("default_policy") else strategy)
+        out[name][task].append(float(np.mean(list(seeds.values()))))
+    s = {n: {t: float(np.mean(v)) for t, v in per.items()} for n, per in out.items()}
+    cols = [c for c in ("random", "margin", "shipped", "S", "E") if c in s]
+    tasks = sorted(s["shipped"])
+    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |" for t in tasks]
+    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
+    lines += ["", "| comparison (seeds 10-19) | mean difference | W/L | one-sided Wilcoxon p | passes the rule |",
+              "|---|---|---|---|---|"]
+    for base, var in [("shipped", "S"), ("shipped", "E"), ("margin", "shipped"), ("margin", "S"), ("margin", "E")]:
+        if base in s and var in s:
+            m, w, lo, p, ok = decide(s[base], s[var])
+            lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--draws", action="store_true", help="the eight draws of V0 on seeds 0-9, and S")
+    ap.add_argument("--confirm", default=None, help="results directory of seeds 10-19: S and E against the shipped policy")
     a = ap.parse_args(argv)
+    if a.draws or a.confirm:
+        text = draws_table(a.results)[0] if a.draws else ""
+        text += ("\n" + confirm_table(a.confirm)) if a.confirm else ""
+        print(text)
+        if a.out:
+            open(a.out, "w").write("# The 2026-12-05 tuning study, levers S and E: draws of V0's recipe\n\n"
+                                   f"Made by `python scripts/tuning_decision.py RESULTS --draws --confirm CONFIRM --out {a.out}`."
+                                   "\n\n" + text)
+        return
     s = scores(a.results)
     cols = [c for c in ("random", "margin", "V0", *VARIANTS) if c in s]
     tasks = sorted(s["margin"])
