@@ -9,6 +9,7 @@ signed-rank test over the tasks gives p < 0.10.  Writes the per-task table as Ma
 Levers S and E (second session of 2026-12-05): ``--draws`` lists the eight draws of V0's recipe on seeds 0-9 (with a
 Friedman test over the (task, seed) blocks: do the draws differ beyond the evaluation's noise?) and names S, the
 best one; ``--confirm DIR`` applies the rule on the fresh seeds 10-19 in DIR to S and E against the shipped policy.
+``--powered`` judges M3, M10 and N48 against V0, four draws each, on seeds 0-19 (RESULTS = that evaluation).
 """
 
 from __future__ import annotations
@@ -114,13 +115,52 @@ def confirm_table(results: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+POWERED = ("M3", "M10", "N48")
+
+
+def powered_table(results: str) -> str:
+    """Each variant's four draws x 20 seeds against V0's, by the study's rule."""
+    runs = _runs(results)
+    out: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for (task, strategy), seeds in runs.items():
+        flat = strategy.replace("/", "_")
+        g = draw_of(strategy)
+        name = "V0" if g is not None and g < 4 else next(
+            (v for v in POWERED for d in range(4) if flat.endswith(f"{v.lower()}-g{d}_policy")), strategy)
+        if name in ("V0", *POWERED, "margin", "random"):
+            out[name][task].append(float(np.mean(list(seeds.values()))))
+    draws = {n: min(len(v) for v in per.values()) for n, per in out.items()}
+    s = {n: {t: float(np.mean(v)) for t, v in per.items()} for n, per in out.items()}
+    cols = [c for c in ("random", "margin", "V0", *POWERED) if c in s]
+    tasks = sorted(s["V0"])
+    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |" for t in tasks]
+    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
+    lines.append("| draws | " + " | ".join(str(draws[c]) for c in cols) + " |")
+    lines += ["", "| comparison (4 draws x seeds 0-19) | mean difference | W/L | one-sided Wilcoxon p | adopted |",
+              "|---|---|---|---|---|"]
+    for base, var in [("V0", v) for v in POWERED if v in s] + [("margin", "V0"), ("random", "V0")]:
+        m, w, lo, p, ok = decide(s[base], s[var])
+        lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("--out", default=None)
     ap.add_argument("--draws", action="store_true", help="the eight draws of V0 on seeds 0-9, and S")
     ap.add_argument("--confirm", default=None, help="results directory of seeds 10-19: S and E against the shipped policy")
+    ap.add_argument("--powered", action="store_true", help="M3, M10, N48 against V0 (four draws, seeds 0-19)")
     a = ap.parse_args(argv)
+    if a.powered:
+        text = powered_table(a.results)
+        print(text)
+        if a.out:
+            open(a.out, "w").write("# The 2026-12-05 tuning study, levers M3, M10 and N48 (four draws, 20 seeds)\n\n"
+                                   f"Made by `python scripts/tuning_decision.py RESULTS --powered --out {a.out}`.\n\n"
+                                   + text)
+        return
     if a.draws or a.confirm:
         text = draws_table(a.results)[0] if a.draws else ""
         text += ("\n" + confirm_table(a.confirm)) if a.confirm else ""
