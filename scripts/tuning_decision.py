@@ -31,17 +31,33 @@ DRAWS = {"default_policy": ("V0", 0), "v0-g1": ("V0", 1), "v1-g0": ("V1", 0), "v
 VARIANTS = ("V1", "V3", "V4", "D1", "D2", "C", "A25", "A50", "R")
 
 
-def scores(results: str) -> dict[str, dict[str, float]]:
+def _runs(results: str) -> dict[tuple[str, str], dict[int, float]]:
+    """AULC of every run in RESULTS: (task, strategy) -> {seed: AULC}."""
     runs = collections.defaultdict(dict)
     for f in glob.glob(f"{results}/runs/*/*.json"):
         d = json.load(open(f))
         runs[(d["task"], d["strategy"])][d["seed"]] = d["aulc"]
+    return runs
+
+
+def _by_variant(runs, name_of) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """A variant's score on a task: the mean over its draws (strategies ``name_of`` maps to it; None drops a
+    strategy) of each draw's mean over seeds; and the fewest draws a variant has on any task."""
     out: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for (task, strategy), seeds in runs.items():
+        name = name_of(strategy)
+        if name is not None:
+            out[name][task].append(float(np.mean(list(seeds.values()))))
+    return ({n: {t: float(np.mean(v)) for t, v in per.items()} for n, per in out.items()},
+            {n: min(len(v) for v in per.values()) for n, per in out.items()})
+
+
+def scores(results: str) -> dict[str, dict[str, float]]:
+    def name_of(strategy: str) -> str:
         flat = strategy.replace("/", "_")
-        name = next((v for k, (v, _g) in DRAWS.items() if k in flat), strategy)
-        out[name][task].append(float(np.mean(list(seeds.values()))))
-    return {name: {t: float(np.mean(v)) for t, v in per.items()} for name, per in out.items()}
+        return next((v for k, (v, _g) in DRAWS.items() if k in flat), strategy)
+
+    return _by_variant(_runs(results), name_of)[0]
 
 
 def decide(a: dict[str, float], b: dict[str, float]) -> tuple[float, int, int, float, bool]:
@@ -51,12 +67,26 @@ def decide(a: dict[str, float], b: dict[str, float]) -> tuple[float, int, int, f
     return float(d.mean()), int((d > 0).sum()), int((d < 0).sum()), p, bool(d.mean() > 0 and p < 0.10)
 
 
-def _runs(results: str) -> dict[tuple[str, str], dict[int, float]]:
-    runs = collections.defaultdict(dict)
-    for f in glob.glob(f"{results}/runs/*/*.json"):
-        d = json.load(open(f))
-        runs[(d["task"], d["strategy"])][d["seed"]] = d["aulc"]
-    return runs
+def _table(s: dict[str, dict[str, float]], cols: list[str], tasks: list[str], pairs, heading: str, verdict: str,
+           extra: tuple[str, ...] = ()) -> str:
+    """The per-task AULC table (a mean row, then ``extra`` rows) and the rule applied to each (base, variant)."""
+    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |" for t in tasks]
+    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
+    lines += list(extra)
+    lines += ["", f"| {heading} | mean difference | W/L | one-sided Wilcoxon p | {verdict} |", "|---|---|---|---|---|"]
+    for base, var in pairs:
+        m, w, lo, p, ok = decide(s[base], s[var])
+        lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main_table(results: str) -> str:
+    """Every variant of the first study (two draws, seeds 0-9) against V0."""
+    s = scores(results)
+    cols = [c for c in ("random", "margin", "V0", *VARIANTS) if c in s]
+    pairs = [("V0", v) for v in VARIANTS if v in s] + [("margin", "V0"), ("random", "V0")]
+    return _table(s, cols, sorted(s["margin"]), pairs, "comparison", "adopted")
 
 
 def draw_of(strategy: str) -> int | None:
@@ -93,26 +123,16 @@ def draws_table(results: str) -> tuple[str, int]:
 
 def confirm_table(results: str) -> str:
     """The rule on fresh seeds: S and E against the shipped policy (and margin, random for reference)."""
-    runs = _runs(results)
-    out: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-    for (task, strategy), seeds in runs.items():
+    def name_of(strategy: str) -> str:
         flat = strategy.replace("/", "_")
-        name = ("shipped" if flat == "policy" or "metaal_policies_default" in flat else "E" if "ensemble" in flat
+        return ("shipped" if flat == "policy" or "metaal_policies_default" in flat else "E" if "ensemble" in flat
                 else "S" if "v0-g" in flat or flat.endswith("default_policy") else strategy)
-        out[name][task].append(float(np.mean(list(seeds.values()))))
-    s = {n: {t: float(np.mean(v)) for t, v in per.items()} for n, per in out.items()}
+
+    s = _by_variant(_runs(results), name_of)[0]
     cols = [c for c in ("random", "margin", "shipped", "S", "E") if c in s]
-    tasks = sorted(s["shipped"])
-    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |" for t in tasks]
-    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
-    lines += ["", "| comparison (seeds 10-19) | mean difference | W/L | one-sided Wilcoxon p | passes the rule |",
-              "|---|---|---|---|---|"]
-    for base, var in [("shipped", "S"), ("shipped", "E"), ("margin", "shipped"), ("margin", "S"), ("margin", "E")]:
-        if base in s and var in s:
-            m, w, lo, p, ok = decide(s[base], s[var])
-            lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
-    return "\n".join(lines) + "\n"
+    pairs = [(b, v) for b, v in [("shipped", "S"), ("shipped", "E"), ("margin", "shipped"), ("margin", "S"),
+                                 ("margin", "E")] if b in s and v in s]
+    return _table(s, cols, sorted(s["shipped"]), pairs, "comparison (seeds 10-19)", "passes the rule")
 
 
 POWERED = ("M3", "M10", "N48", "X0", "T500", "LOSS", "NB")
@@ -120,29 +140,18 @@ POWERED = ("M3", "M10", "N48", "X0", "T500", "LOSS", "NB")
 
 def powered_table(results: str) -> str:
     """Each variant's four draws x 20 seeds against V0's, by the study's rule."""
-    runs = _runs(results)
-    out: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-    for (task, strategy), seeds in runs.items():
+    def name_of(strategy: str) -> str | None:
         flat = strategy.replace("/", "_")
         g = draw_of(strategy)
         name = "V0" if g is not None and g < 4 else next(
             (v for v in POWERED for d in range(4) if flat.endswith(f"{v.lower()}-g{d}_policy")), strategy)
-        if name in ("V0", *POWERED, "margin", "random"):
-            out[name][task].append(float(np.mean(list(seeds.values()))))
-    draws = {n: min(len(v) for v in per.values()) for n, per in out.items()}
-    s = {n: {t: float(np.mean(v)) for t, v in per.items()} for n, per in out.items()}
+        return name if name in ("V0", *POWERED, "margin", "random") else None
+
+    s, draws = _by_variant(_runs(results), name_of)
     cols = [c for c in ("random", "margin", "V0", *POWERED) if c in s]
-    tasks = sorted(s["V0"])
-    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |" for t in tasks]
-    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
-    lines.append("| draws | " + " | ".join(str(draws[c]) for c in cols) + " |")
-    lines += ["", "| comparison (4 draws x seeds 0-19) | mean difference | W/L | one-sided Wilcoxon p | adopted |",
-              "|---|---|---|---|---|"]
-    for base, var in [("V0", v) for v in POWERED if v in s] + [("margin", "V0"), ("random", "V0")]:
-        m, w, lo, p, ok = decide(s[base], s[var])
-        lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
-    return "\n".join(lines) + "\n"
+    pairs = [("V0", v) for v in POWERED if v in s] + [("margin", "V0"), ("random", "V0")]
+    return _table(s, cols, sorted(s["V0"]), pairs, "comparison (4 draws x seeds 0-19)", "adopted",
+                  extra=("| draws | " + " | ".join(str(draws[c]) for c in cols) + " |",))
 
 
 def main(argv=None) -> None:
@@ -155,41 +164,22 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.powered:
         text = powered_table(a.results)
-        print(text)
-        if a.out:
-            open(a.out, "w").write("# The 2026-12-05 tuning study, levers M3, M10, N48, X0, T500, LOSS and NB (four draws, 20 seeds)\n\n"
-                                   f"Made by `python scripts/tuning_decision.py RESULTS --powered --out {a.out}`.\n\n"
-                                   + text)
-        return
-    if a.draws or a.confirm:
+        head = ("# The 2026-12-05 tuning study, levers M3, M10, N48, X0, T500, LOSS and NB (four draws, 20 seeds)\n\n"
+                f"Made by `python scripts/tuning_decision.py RESULTS --powered --out {a.out}`.\n\n")
+    elif a.draws or a.confirm:
         text = draws_table(a.results)[0] if a.draws else ""
         text += ("\n" + confirm_table(a.confirm)) if a.confirm else ""
-        print(text)
-        if a.out:
-            open(a.out, "w").write("# The 2026-12-05 tuning study, levers S and E: draws of V0's recipe\n\n"
-                                   f"Made by `python scripts/tuning_decision.py RESULTS --draws --confirm CONFIRM --out {a.out}`."
-                                   "\n\n" + text)
-        return
-    s = scores(a.results)
-    cols = [c for c in ("random", "margin", "V0", *VARIANTS) if c in s]
-    tasks = sorted(s["margin"])
-    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for t in tasks:
-        lines.append(f"| {t} | " + " | ".join(f"{s[c][t]:.4f}" for c in cols) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{np.mean([s[c][t] for t in tasks]):.4f}**" for c in cols) + " |")
-    lines += ["", "| comparison | mean difference | W/L | one-sided Wilcoxon p | adopted |", "|---|---|---|---|---|"]
-    for base, var in [("V0", v) for v in VARIANTS if v in s] + [("margin", "V0"), ("random", "V0")]:
-        m, w, lo, p, ok = decide(s[base], s[var])
-        lines.append(f"| {var} − {base} | {m:+.4f} | {w}/{lo} | {p:.3f} | {'yes' if ok else 'no'} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
+        head = ("# The 2026-12-05 tuning study, levers S and E: draws of V0's recipe\n\n"
+                f"Made by `python scripts/tuning_decision.py RESULTS --draws --confirm CONFIRM --out {a.out}`.\n\n")
+    else:
+        text = main_table(a.results)
         head = ("# The 2026-12-05 tuning study: per-task AULC on the KEEL tuning group\n\n"
                 "12 tuning units x 10 paired seeds, pools capped at 1000, initial 10, budget 150, query size 10; each "
                 "variant's two draws averaged (docs/research-log.md has the rule and the variants).\n"
                 f"Made by `python scripts/tuning_decision.py RESULTS --out {a.out}`.\n\n")
+    print(text)
+    if a.out:
         open(a.out, "w").write(head + text)
-
 
 if __name__ == "__main__":
     main()
