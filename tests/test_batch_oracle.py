@@ -411,3 +411,49 @@ def test_stacked_retrains_give_the_sequential_gains(state):
         for name in batches:
             assert stk[name][0] == pytest.approx(seq[name][0], abs=1e-5)
             assert abs(stk[name][1] - seq[name][1]) <= 1 / len(yv) + 1e-9
+
+
+def test_item_credit_is_the_difference_of_mean_gains_with_and_without_the_item():
+    from metaal.oracle.batch import item_credit, random_batches
+
+    cands = np.array([2, 5, 7, 9])
+    batches = {"a": np.array([2, 5]), "b": np.array([5, 7]), "c": np.array([7, 9]), "d": np.array([2, 5, 7, 9])}
+    gains = {"a": (1.0, 0.1), "b": (2.0, 0.2), "c": (4.0, 0.0), "d": (0.0, 0.3)}
+    loss, acc = item_credit(cands, batches, gains)
+    # item 2: in a, d (1, 0) vs b, c (2, 4): 0.5 - 3 = -2.5; item 5: in a, b, d (1, 2, 0) vs c: 1 - 4 = -3
+    # item 7: in b, c, d (2, 4, 0) vs a: 2 - 1 = 1; item 9: in c, d (4, 0) vs a, b (1, 2): 2 - 1.5 = 0.5
+    assert loss == pytest.approx([-2.5, -3.0, 1.0, 0.5])
+    assert acc == pytest.approx([0.2 - 0.1, 0.2 - 0.0, (0.2 + 0.0 + 0.3) / 3 - 0.1, 0.15 - 0.15], abs=1e-6)
+    assert item_credit(np.array([4]), {"x": np.array([4])}, {"x": (1.0, 1.0)})[0] == pytest.approx([0.0])
+    pool = np.arange(10, 30)
+    drawn = random_batches(pool, 4, 3, np.random.default_rng(0))
+    again = random_batches(pool, 4, 3, np.random.default_rng(0))
+    assert list(drawn) == ["random_1", "random_2", "random_3"]
+    assert all(len(np.unique(b)) == 4 and np.isin(b, pool).all() and np.array_equal(b, again[k]) for k, b in drawn.items())
+
+
+def test_random_batches_give_the_expert_per_item_credit_from_the_uncertain_pool(tmp_path):
+    """--oracle-random-batches R: the candidates stay in the uncertain pool, the heuristics' own batch gains are
+    still recorded, every candidate's gain is its credit over all retrained batches (so items of one batch differ),
+    the expert takes the top credits, and the setting is part of the store's identity (absent when 0)."""
+    from metaal.store import read_trajectories
+
+    out = tmp_path / "rb.zarr"
+    r = generate_batch(out, "--oracle-margin-pool", "4", "--oracle-random-batches", "6", "--seed", "2", budget=6)
+    assert r.exit_code == 0, r.output
+    store = read_trajectories(out)
+    s = store.steps
+    assert store.attrs["oracle"]["random_batches"] == 6 and store.attrs["config"]["oracle"]["random_batches"] == 6
+    assert (s["mask"].sum(1) <= 12).all() and np.isfinite(s["batch_gain"]).all()
+    for step in (0, 3):
+        valid = s["mask"][step]
+        assert len(np.unique(s["oracle_gain"][step][valid])) > len(BATCH_PROPOSERS)  # not one gain per batch
+        assert s["expert_action"][step] == np.flatnonzero(valid)[np.argmax(s["oracle_gain"][step][valid])]  # loss metric
+    plain = tmp_path / "plain.zarr"
+    assert generate_batch(plain, "--oracle-margin-pool", "4", "--seed", "2", budget=6).exit_code == 0
+    assert "random_batches" not in read_trajectories(plain).attrs["config"]["oracle"]
+    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle", "batch", "--oracle-random-batches", "3",
+                                   "--out", str(tmp_path / "x.zarr")])
+    assert bad.exit_code == 2 and "uncertain pool" in bad.output
+    bad = generate_batch(tmp_path / "y.zarr", "--oracle-margin-pool", "8", "--oracle-random-batches", "3")
+    assert bad.exit_code == 2 and "--candidates >= 24" in bad.output
