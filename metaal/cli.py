@@ -326,7 +326,7 @@ def benchmark(ctx, **p):
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
-                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_random_batches", "oracle_steps", "oracle_lr",
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr",
                  "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
                  "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
@@ -347,8 +347,6 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
               show_default=True, help="The expert maximises the loss or accuracy gain.")
 @click.option("--oracle-margin-pool", type=int, default=OracleConfig.margin_pool, show_default=True,
               help="Batch oracle: from the M x n smallest margins (0: all).")
-@click.option("--oracle-random-batches", type=int, default=OracleConfig.random_batches, show_default=True,
-              help="Batch oracle: R random batches from that pool too; per-item credit.")
 @click.option("--oracle-steps", type=int, default=OracleConfig.steps, show_default=True, help="Optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=OracleConfig.lr, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=OracleConfig.chunk, help="Candidates per lookahead chunk (default: automatic).")
@@ -382,7 +380,7 @@ def generate(ctx, **p):
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
               "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
-              "margin_pool": p["oracle_margin_pool"], "random_batches": p["oracle_random_batches"]}
+              "margin_pool": p["oracle_margin_pool"]}
     config = Checked(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],

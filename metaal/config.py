@@ -47,7 +47,7 @@ _INTS = ("a list of integers", lambda v: isinstance(v, list) and all(isinstance(
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
-                     "oracle_horizon", "oracle_margin_pool", "oracle_random_batches", "oracle_chunk", "train_steps", "workers", "steps",
+                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
                      "batch_size", "hidden", "policy_candidates", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     **dict.fromkeys(("warm_start", "stack"), _BOOL),
@@ -163,7 +163,6 @@ class OracleConfig:
     horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
     metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
     margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
-    random_batches: int = 0  # batch mode: this many random batches from that pool too; gains become per-item credit
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -184,10 +183,6 @@ class OracleConfig:
             raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
         if self.margin_pool and self.mode != "batch":
             raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
-        if int(self.random_batches) < 0:
-            raise MetaalError(f"oracle random_batches must be 0 or more, got {self.random_batches}")
-        if self.random_batches and not (self.mode == "batch" and self.margin_pool):
-            raise MetaalError("random_batches needs the batch oracle's uncertain pool (--oracle batch --oracle-margin-pool M)")
         if self.metric not in ORACLE_METRICS:
             raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
         if self.metric == "accuracy" and self.mode == "first-order":
@@ -290,8 +285,6 @@ class GenerateConfig:
         d.pop("trust_pickle", None)
         d["oracle"] = self.oracle_config().to_dict()
         d["oracle"].pop("chunk", None)  # a memory knob, not content
-        if not d["oracle"].get("random_batches"):
-            d["oracle"].pop("random_batches", None)  # stores made before the option keep their identity
         return d
 
 

@@ -49,11 +49,6 @@ class GenerateConfig(_GenerateSettings):
             raise MetaalError(f"unknown oracle '{mode}' (choose from {', '.join(ORACLE_MODES)})")
         if mode == "batch" and self.oracle_config().proposals != "random":
             raise MetaalError("--proposals and --oracle batch conflict: the batch oracle's candidates are the heuristics' batches")
-        random_batches = int(self.oracle_config().random_batches)
-        pool_size = int(self.oracle_config().margin_pool) * self.loop.query_size
-        if random_batches and self.candidates < pool_size:
-            raise MetaalError(f"--oracle-random-batches needs --candidates >= {pool_size} "
-                              f"(the random batches can hold every item of the uncertain pool)")
         if mode == "batch" and self.candidates < max_candidates(self.loop.query_size):
             raise MetaalError(f"--oracle batch needs --candidates >= {max_candidates(self.loop.query_size)} "
                               f"(every proposer's batch of --query-size {self.loop.query_size} must fit)")
@@ -95,7 +90,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
     """One expert episode, straight through: draw, score, pick, label, retrain, record."""
     from metaal.acquisition.proposals import heuristic_batches, propose_candidates, uncertain_pool
     from metaal.oracle import lookahead_gains
-    from metaal.oracle.batch import candidate_gains, random_batches
+    from metaal.oracle.batch import candidate_gains
     from metaal.oracle.lookahead import expert_key
 
     device = device or resolve_device(config.device)
@@ -122,12 +117,10 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
         batches = None
         batch_gain = np.full((2, len(BATCH_PROPOSERS)), np.nan, np.float32)  # (loss, accuracy) per proposer
         if oracle.mode == "batch":  # candidates = the heuristics' batches; gains from retraining each batch
-            pool = uncertain_pool(state, size, int(oracle.margin_pool))
-            batches = heuristic_batches(state, size, pool)
-            extra = random_batches(pool, size, int(oracle.random_batches), np.random.default_rng([seed, r, 0x2B47]))
+            batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, per_batch = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
-                                                              metric=oracle.metric, extra=extra)
+                                                              metric=oracle.metric)
             k_eff = len(cands)
             for p, name in enumerate(BATCH_PROPOSERS):
                 if name in per_batch:

@@ -95,38 +95,8 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
     return out
 
 
-def random_batches(pool: np.ndarray, n: int, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """``count`` batches of n drawn uniformly from ``pool``, named ``random_1`` ...: the same items in varied
-    company, so that :func:`item_credit` can tell an item's own effect from its batch-mates'."""
-    pool = np.asarray(pool, dtype=np.int64)
-    n = min(int(n), len(pool))
-    return {f"random_{i + 1}": np.sort(rng.choice(pool, size=n, replace=False)) for i in range(int(count))}
-
-
-def item_credit(cands: np.ndarray, batches: dict[str, np.ndarray],
-                per_batch: dict[str, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Each candidate's (loss, accuracy) credit: the mean gain of the batches that hold it minus the mean gain of
-    those that do not (0 for an item in every batch).
-
-    Why: "the best batch that holds it" gives all items of the winning batch the same gain, so the expert
-    says which heuristic won, never which of its items helped; over many random batches an item's
-    difference in means estimates its own marginal contribution (a Banzhaf-style value)."""
-    names = list(batches)
-    member = np.zeros((len(names), len(cands)), bool)
-    for j, name in enumerate(names):
-        member[j, np.searchsorted(cands, batches[name])] = True
-    gain = np.asarray([per_batch[name] for name in names], np.float64)  # (batches, 2): loss, accuracy
-    n_in = member.sum(0)[:, None]
-    n_out = len(names) - n_in
-    mean_in = member.T.astype(np.float64) @ gain / np.maximum(n_in, 1)
-    mean_out = np.where(n_out > 0, (~member).T.astype(np.float64) @ gain / np.maximum(n_out, 1), mean_in)
-    credit = mean_in - mean_out
-    return credit[:, 0].astype(np.float32), credit[:, 1].astype(np.float32)
-
-
 def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1,
-                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss", stack: bool | None = None,
-                    extra: dict[str, np.ndarray] | None = None):
+                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss", stack: bool | None = None):
     """Candidates (sorted union of the proposers' batches) and each one's best containing batch's gains.
 
     Returns ``(candidates, loss_gain, acc_gain, per_batch)``; gains are float32, per_batch maps a
@@ -134,16 +104,8 @@ def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarr
     ``batches``: the proposers' batches if the caller already drew them (default: drawn here from ``pool``).
     ``metric``: which batch is "best" (``expert_key``: the loss gain, or the accuracy gain with loss breaking ties).
     ``stack``: as in ``batch_gains``.
-    ``extra``: more batches (:func:`random_batches`) retrained beside the proposers'; the candidates are then the
-    union of all batches and each one's gains its :func:`item_credit` over all of them.
     """
     batches = heuristic_batches(state, n, pool) if batches is None else batches
-    if extra:
-        every = {**batches, **extra}
-        gains = batch_gains(state, every, X_val, y_val, round_seed, horizon, stack=stack)
-        cands = union_candidates(every)
-        loss, acc = item_credit(cands, every, gains)
-        return cands, loss, acc, {name: gains[name] for name in batches}
     per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, stack=stack)
     cands = union_candidates(batches)
     names = [name for name in BATCH_PROPOSERS if name in per_batch]

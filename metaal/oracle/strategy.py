@@ -12,7 +12,7 @@ from metaal.acquisition.proposals import propose_candidates
 from metaal.acquisition.strategies import Strategy
 from metaal.errors import MetaalError
 from metaal.learners.learner import derive_seed
-from metaal.oracle.batch import candidate_gains, random_batches
+from metaal.oracle.batch import candidate_gains
 from metaal.oracle.lookahead import OracleConfig, OracleResult, expert_key, lookahead_gains
 
 
@@ -39,11 +39,9 @@ class OracleStrategy(Strategy):
         task = state.task
         if self.config.mode == "batch":
             pool = uncertain_pool(state, n, int(self.config.margin_pool), self._candidates(state, n, candidates))
-            extra = random_batches(pool, n, int(self.config.random_batches), state.rng(0x2B47))
             cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
                                                             round_seed=state.round + 1, pool=pool,
-                                                            horizon=int(self.config.horizon), metric=self.config.metric,
-                                                            extra=extra)
+                                                            horizon=int(self.config.horizon), metric=self.config.metric)
             self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
             return cands[np.argsort(-expert_key(loss_gain, acc_gain, self.config.metric), kind="stable")[:n]]
         if candidates is None:
