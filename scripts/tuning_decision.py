@@ -9,7 +9,7 @@ signed-rank test over the tasks gives p < 0.10.  Writes the per-task table as Ma
 Levers S and E (second session of 2026-12-05): ``--draws`` lists the eight draws of V0's recipe on seeds 0-9 (with a
 Friedman test over the (task, seed) blocks: do the draws differ beyond the evaluation's noise?) and names S, the
 best one; ``--confirm DIR`` applies the rule on the fresh seeds 10-19 in DIR to S and E against the shipped policy.
-``--powered`` judges M3, M10, N48, X0, T500, LOSS, NB, RB and ACC against V0, four draws each, on seeds 0-19 (RESULTS = that evaluation).
+``--powered`` judges M3, M10, N48, X0, T500, LOSS, NB, RB, ACC and CLEAN against V0, four draws each, on seeds 0-19 (RESULTS = that evaluation).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def confirm_table(results: str) -> str:
     return _table(s, cols, sorted(s["shipped"]), pairs, "comparison (seeds 10-19)", "passes the rule")
 
 
-POWERED = ("M3", "M10", "N48", "X0", "T500", "LOSS", "NB", "RB", "ACC")
+POWERED = ("M3", "M10", "N48", "X0", "T500", "LOSS", "NB", "RB", "ACC", "CLEAN")
 
 
 def powered_table(results: str) -> str:
@@ -160,11 +160,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--draws", action="store_true", help="the eight draws of V0 on seeds 0-9, and S")
     ap.add_argument("--confirm", default=None, help="results directory of seeds 10-19: S and E against the shipped policy")
-    ap.add_argument("--powered", action="store_true", help="M3, M10, N48, X0, T500, LOSS, NB, RB, ACC against V0 (four draws, seeds 0-19)")
+    ap.add_argument("--powered", action="store_true", help="M3, M10, N48, X0, T500, LOSS, NB, RB, ACC, CLEAN against V0 (four draws, seeds 0-19)")
     a = ap.parse_args(argv)
     if a.powered:
         text = powered_table(a.results)
-        head = ("# The 2026-12-05 tuning study, levers M3, M10, N48, X0, T500, LOSS, NB, RB and ACC (four draws, 20 seeds)\n\n"
+        head = ("# The 2026-12-05 tuning study, levers M3, M10, N48, X0, T500, LOSS, NB, RB, ACC and CLEAN (four draws, 20 seeds)\n\n"
                 f"Made by `python scripts/tuning_decision.py RESULTS --powered --out {a.out}`.\n\n")
     elif a.draws or a.confirm:
         text = draws_table(a.results)[0] if a.draws else ""

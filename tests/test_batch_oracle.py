@@ -411,3 +411,49 @@ def test_stacked_retrains_give_the_sequential_gains(state):
         for name in batches:
             assert stk[name][0] == pytest.approx(seq[name][0], abs=1e-5)
             assert abs(stk[name][1] - seq[name][1]) <= 1 / len(yv) + 1e-9
+
+
+def test_repeats_and_holdout_make_a_steadier_expert_and_are_part_of_the_identity(tmp_path):
+    """--oracle-repeats R averages each batch's gains over R retrains (the first with the loop's own seed);
+    --oracle-holdout val+test measures them on validation and test together. Both are recorded in the store's
+    identity (absent at their defaults, so older stores keep theirs); the evaluation's oracle strategy refuses
+    val+test, and bad values exit 2 before any work."""
+    from metaal.acquisition.proposals import uncertain_pool
+    from metaal.generate import GenerateConfig, episode_task, run_generation_episode
+    from metaal.oracle.batch import REPEAT_SEED_STRIDE, batch_gains
+    from metaal.store import read_trajectories
+
+    plain, steady = tmp_path / "plain.zarr", tmp_path / "steady.zarr"
+    assert generate_batch(plain, "--seed", "4", budget=3).exit_code == 0
+    r = generate_batch(steady, "--seed", "4", "--oracle-repeats", "3", "--oracle-holdout", "val+test", budget=3)
+    assert r.exit_code == 0, r.output
+    a, b = read_trajectories(plain), read_trajectories(steady)
+    assert "repeats" not in a.attrs["config"]["oracle"] and "holdout" not in a.attrs["config"]["oracle"]
+    assert b.attrs["config"]["oracle"]["repeats"] == 3 and b.attrs["config"]["oracle"]["holdout"] == "val+test"
+    assert np.array_equal(a.steps["candidates"][0], b.steps["candidates"][0])  # same first batches, other gains
+    assert not np.array_equal(a.steps["batch_gain"][0], b.steps["batch_gain"][0])
+
+    # the first round's recorded gains are the mean of three retrains, measured on validation + test
+    config = GenerateConfig(tasks=["sklearn:wine"], episodes=1, candidates=30, seed=7,
+                            loop=LoopConfig(initial=6, budget=3, query_size=3), learner=LEARNER,
+                            oracle={"mode": "batch", "margin_pool": 4, "repeats": 3, "holdout": "val+test"})
+    record = run_generation_episode(config, 0, device="cpu")
+    spec, seed = episode_task(config, 0)
+    task = load_task(spec, seed, config.split, min_pool=9)
+    state = new_state(task, LEARNER, config.loop, seed, "cpu")
+    batches = heuristic_batches(state, 3, uncertain_pool(state, 3, 4))
+    measure = np.concatenate([task.val, task.test])
+    runs = [batch_gains(state, batches, task.X[measure], task.y[measure], 1 + k * REPEAT_SEED_STRIDE) for k in range(3)]
+    for p, name in enumerate(BATCH_PROPOSERS):
+        expected = np.mean([run[name] for run in runs], axis=0)
+        assert record.steps["batch_gain"][0, p] == pytest.approx(expected[0], abs=1e-5)
+        assert record.steps["batch_acc_gain"][0, p] == pytest.approx(expected[1], abs=1e-5)
+
+    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle", "batch", "--oracle-repeats", "0",
+                                   "--out", str(tmp_path / "x.zarr")])
+    assert bad.exit_code == 2 and "repeats must be at least 1" in bad.output
+    bad = CliRunner().invoke(cli, ["generate", "--tasks", "sklearn:iris", "--oracle-holdout", "val+test",
+                                   "--out", str(tmp_path / "y.zarr")])
+    assert bad.exit_code == 2 and "batch oracle only" in bad.output
+    with pytest.raises(MetaalError, match="validation split only"):
+        OracleStrategy(OracleConfig(mode="batch", holdout="val+test"))
