@@ -12,7 +12,6 @@ import click
 from metaal.config import (
     ALL_ORACLE_MODES,
     EVAL_STRATEGIES,
-    ORACLE_HOLDOUTS,
     ORACLE_METRICS,
     PROPOSALS,
     BenchmarkConfig,
@@ -327,7 +326,7 @@ def benchmark(ctx, **p):
 
 
 GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals",
-                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_repeats", "oracle_holdout", "oracle_steps", "oracle_lr",
+                 "oracle_horizon", "oracle_metric", "oracle_margin_pool", "oracle_steps", "oracle_lr",
                  "oracle_chunk", "rollin", "beta", "model", "train_steps", "warm_start", "workers", "seed", "device", "data_root",
                  "label_column", "shard", "backend", "address", "gpus_per_episode"}
 
@@ -348,10 +347,6 @@ GENERATE_KEYS = {"tasks", "episodes", "candidates", "initial", "budget", "query_
               show_default=True, help="The expert maximises the loss or accuracy gain.")
 @click.option("--oracle-margin-pool", type=int, default=OracleConfig.margin_pool, show_default=True,
               help="Batch oracle: from the M x n smallest margins (0: all).")
-@click.option("--oracle-repeats", type=int, default=OracleConfig.repeats, show_default=True,
-              help="Batch oracle: gains averaged over R retrains.")
-@click.option("--oracle-holdout", type=click.Choice(ORACLE_HOLDOUTS), default=OracleConfig.holdout, show_default=True,
-              help="Batch oracle: gains measured on val or val+test.")
 @click.option("--oracle-steps", type=int, default=OracleConfig.steps, show_default=True, help="Optimiser steps of a finetune lookahead.")
 @click.option("--oracle-lr", type=float, default=OracleConfig.lr, show_default=True, help="SGD step size of the lookahead.")
 @click.option("--oracle-chunk", type=int, default=OracleConfig.chunk, help="Candidates per lookahead chunk (default: automatic).")
@@ -385,7 +380,7 @@ def generate(ctx, **p):
     threads = _setup_threads(p["threads"])
     oracle = {"mode": p["oracle"], "steps": p["oracle_steps"], "lr": p["oracle_lr"], "chunk": p["oracle_chunk"],
               "proposals": p["proposals"], "horizon": p["oracle_horizon"], "metric": p["oracle_metric"],
-              "margin_pool": p["oracle_margin_pool"], "repeats": p["oracle_repeats"], "holdout": p["oracle_holdout"]}
+              "margin_pool": p["oracle_margin_pool"]}
     config = Checked(
         tasks=parse_task_list(",".join(_list(p["tasks"]))),
         episodes=p["episodes"],

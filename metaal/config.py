@@ -47,13 +47,13 @@ _INTS = ("a list of integers", lambda v: isinstance(v, list) and all(isinstance(
 _TABLE = ("a table", lambda v: isinstance(v, dict))
 KEY_TYPES = {
     **dict.fromkeys(("seeds", "seed", "initial", "budget", "query_size", "episodes", "candidates", "oracle_steps",
-                     "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "oracle_chunk", "train_steps", "workers", "steps",
+                     "oracle_horizon", "oracle_margin_pool", "oracle_chunk", "train_steps", "workers", "steps",
                      "batch_size", "hidden", "policy_candidates", "prefilter"), _INT),
     **dict.fromkeys(("beta", "oracle_lr", "lr", "val_fraction", "gpus_per_episode", "gpus_per_run"), _NUM),
     **dict.fromkeys(("warm_start", "stack"), _BOOL),
     **dict.fromkeys(("model", "device", "data_root", "label_column", "policy", "rollin", "algo", "shard", "backend",
                      "address", "oracle", "target", "oracle_metric",
-                     "count_context", "suite", "splits", "reference", "oracle_holdout"), _STR),
+                     "count_context", "suite", "splits", "reference"), _STR),
     **dict.fromkeys(("tasks", "strategies", "sources", "targets", "drop_features"), _STRS),
     "extra_initial": _INTS,
 }
@@ -86,9 +86,6 @@ ORACLE_MODES = ("finetune", "retrain", "first-order")  # single-candidate lookah
 ALL_ORACLE_MODES = ORACLE_MODES + ("batch",)  # + heuristic batches retrained (metaal.oracle.batch)
 
 ORACLE_METRICS = ("loss", "accuracy")
-# where the batch oracle measures a gain in generation: the source task's validation split, or validation and test
-# together (a larger, less noisy measure; a source's test split only reports the expert's own curve)
-ORACLE_HOLDOUTS = ("val", "val+test")
 PROPOSALS = ("random", "heuristics")  # how the lookahead's K candidates are drawn (metaal.acquisition.proposals)
 REFERENCE = "random"  # the strategy every evaluation runs (labels-to-random-final and the report are relative to it)
 # transfer-eval's and benchmark's default strategies
@@ -166,8 +163,6 @@ class OracleConfig:
     horizon: int = 1  # batch mode: rounds until the gain is measured (the batch, then margin rounds)
     metric: str = "loss"  # what the expert maximises: validation "loss" gain, or "accuracy" gain (loss breaks ties)
     margin_pool: int = 0  # batch mode: batches drawn from the margin_pool * b smallest-margin items (0: all)
-    repeats: int = 1  # batch mode: each batch's gains averaged over this many retrains (other minibatch seeds)
-    holdout: str = "val"  # batch mode, generation only: gains measured on the validation split, or on "val+test"
 
     def __post_init__(self):
         if self.mode not in ALL_ORACLE_MODES:
@@ -188,12 +183,6 @@ class OracleConfig:
             raise MetaalError(f"oracle margin_pool must be 0 (the whole pool) or more, got {self.margin_pool}")
         if self.margin_pool and self.mode != "batch":
             raise MetaalError("margin_pool applies to the batch oracle only (--oracle batch)")
-        if int(self.repeats) < 1:
-            raise MetaalError(f"oracle repeats must be at least 1, got {self.repeats}")
-        if self.holdout not in ORACLE_HOLDOUTS:
-            raise MetaalError(f"unknown oracle holdout '{self.holdout}' (choose from {', '.join(ORACLE_HOLDOUTS)})")
-        if (int(self.repeats) > 1 or self.holdout != "val") and self.mode != "batch":
-            raise MetaalError("repeats and holdout apply to the batch oracle only (--oracle batch)")
         if self.metric not in ORACLE_METRICS:
             raise MetaalError(f"unknown oracle metric '{self.metric}' (choose from {', '.join(ORACLE_METRICS)})")
         if self.metric == "accuracy" and self.mode == "first-order":
@@ -296,9 +285,6 @@ class GenerateConfig:
         d.pop("trust_pickle", None)
         d["oracle"] = self.oracle_config().to_dict()
         d["oracle"].pop("chunk", None)  # a memory knob, not content
-        for key, default in (("repeats", 1), ("holdout", "val")):  # stores made before these options keep their identity
-            if d["oracle"].get(key) == default:
-                d["oracle"].pop(key)
         return d
 
 

@@ -101,8 +101,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
                      data_root=config.data_root, label_column=config.label_column, download=config.download)
     state = new_state(task, config.learner, loop, seed, device)
     X, y = task.X, task.y
-    measure = task.val if oracle.holdout == "val" else np.concatenate([task.val, task.test])
-    X_val, y_val = X[measure], y[measure]
+    X_val, y_val = X[task.val], y[task.val]
     X_test, y_test = X[task.test], y[task.test]
     K, F = config.candidates, len(FEATURE_NAMES)
     mix = np.random.default_rng([seed, 0xB7A])
@@ -121,7 +120,7 @@ def run_generation_episode(config: GenerateConfig, episode_id: int, device=None,
             batches = heuristic_batches(state, size, uncertain_pool(state, size, int(oracle.margin_pool)))
             cands, loss_gain, acc_gain_k, per_batch = candidate_gains(state, size, X_val, y_val, round_seed=r,
                                                               horizon=int(oracle.horizon), batches=batches,
-                                                              metric=oracle.metric, repeats=int(oracle.repeats))
+                                                              metric=oracle.metric)
             k_eff = len(cands)
             for p, name in enumerate(BATCH_PROPOSERS):
                 if name in per_batch:

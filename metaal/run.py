@@ -169,7 +169,7 @@ def default_study(quick: bool = False) -> Study:
 
 
 _GEN_KEYS = {"episodes", "candidates", "initial", "budget", "query_size", "oracle", "proposals", "oracle_steps", "oracle_lr",
-             "oracle_metric", "oracle_horizon", "oracle_margin_pool", "oracle_repeats", "oracle_holdout", "rollin",
+             "oracle_metric", "oracle_horizon", "oracle_margin_pool", "rollin",
              "beta", "model", "train_steps", "seed", "device", "data_root", "label_column", "extra_initial", "max_pool"}
 _EVAL_KEYS = {"strategies", "seeds", "seed", "initial", "budget", "query_size", "model", "train_steps", "device", "data_root",
               "label_column", "oracle", "policy_candidates", "max_pool"}
@@ -199,8 +199,7 @@ def study_from_file(path: str | None, quick: bool = False) -> Study:
     if "oracle" in g:
         oracle["mode"] = g.pop("oracle")
     for key, name in (("oracle_steps", "steps"), ("oracle_lr", "lr"), ("proposals", "proposals"), ("oracle_metric", "metric"),
-                      ("oracle_horizon", "horizon"), ("oracle_margin_pool", "margin_pool"),
-                      ("oracle_repeats", "repeats"), ("oracle_holdout", "holdout")):
+                      ("oracle_horizon", "horizon"), ("oracle_margin_pool", "margin_pool")):
         if key in g:
             oracle[name] = g.pop(key)
     study.generate = replace(

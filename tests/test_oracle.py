@@ -247,12 +247,10 @@ def test_resnet18_with_batchnorm():
 def test_config_validation_and_dict():
     assert OracleConfig().to_dict() == {
         "mode": "finetune", "steps": 10, "lr": 0.05, "batch_size": 32, "chunk": None, "candidates": 32,
-        "proposals": "random", "horizon": 1, "metric": "loss", "margin_pool": 0, "repeats": 1, "holdout": "val",
+        "proposals": "random", "horizon": 1, "metric": "loss", "margin_pool": 0,
     }
     for bad in ({"mode": "greedy"}, {"steps": 0}, {"lr": 0.0}, {"batch_size": 0}, {"chunk": 0}, {"candidates": 0},
-                {"metric": "f1"}, {"mode": "batch", "margin_pool": -1}, {"mode": "finetune", "margin_pool": 3},
-                {"mode": "batch", "repeats": 0}, {"mode": "batch", "holdout": "test"}, {"mode": "finetune", "repeats": 2},
-                {"mode": "retrain", "holdout": "val+test"}):
+                {"metric": "f1"}, {"mode": "batch", "margin_pool": -1}, {"mode": "finetune", "margin_pool": 3}):
         with pytest.raises(MetaalError):
             OracleConfig(**bad)
 

@@ -42,8 +42,8 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
     ``stack``: train every (batch, repeat) copy of a round as one stacked computation
     (:func:`metaal.learners.stacked.fit_many`, equal to the one-by-one retrains to float32 rounding);
     None: :data:`STACK`.
-    (``scripts/oracle_noise.py`` measures the expert's noise with ``repeats``; the expert's own setting is
-    ``--oracle-repeats``.)
+    (``scripts/oracle_noise.py`` measures the expert's noise with ``repeats``; averaging as the expert's own
+    setting, ``--oracle-repeats``, was tried and retired.)
     """
     import torch
     import torch.nn.functional as F
@@ -96,18 +96,17 @@ def batch_gains(state, batches: dict[str, np.ndarray], X_val, y_val, round_seed:
 
 
 def candidate_gains(state, n: int, X_val, y_val, round_seed: int, pool: np.ndarray | None = None, horizon: int = 1,
-                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss", stack: bool | None = None,
-                    repeats: int = 1):
+                    batches: dict[str, np.ndarray] | None = None, metric: str = "loss", stack: bool | None = None):
     """Candidates (sorted union of the proposers' batches) and each one's best containing batch's gains.
 
     Returns ``(candidates, loss_gain, acc_gain, per_batch)``; gains are float32, per_batch maps a
     proposer to its (loss gain, accuracy gain).  Ties between batches are broken by proposer order.
     ``batches``: the proposers' batches if the caller already drew them (default: drawn here from ``pool``).
     ``metric``: which batch is "best" (``expert_key``: the loss gain, or the accuracy gain with loss breaking ties).
-    ``stack``, ``repeats``: as in ``batch_gains``.
+    ``stack``: as in ``batch_gains``.
     """
     batches = heuristic_batches(state, n, pool) if batches is None else batches
-    per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, repeats=repeats, stack=stack)
+    per_batch = batch_gains(state, batches, X_val, y_val, round_seed, horizon, stack=stack)
     cands = union_candidates(batches)
     names = [name for name in BATCH_PROPOSERS if name in per_batch]
     key = dict(zip(names, expert_key([per_batch[k][0] for k in names], [per_batch[k][1] for k in names], metric)))

@@ -31,8 +31,6 @@ class OracleStrategy(Strategy):
             config = OracleConfig(**kw)
         elif kw:
             config = replace(config, **kw)
-        if config.holdout != "val":
-            raise MetaalError("the oracle strategy measures gains on the validation split only: the test split scores the curves")
         self.config = config
         self.last_candidates: np.ndarray | None = None
         self.last_result: OracleResult | None = None
@@ -43,8 +41,7 @@ class OracleStrategy(Strategy):
             pool = uncertain_pool(state, n, int(self.config.margin_pool), self._candidates(state, n, candidates))
             cands, loss_gain, acc_gain, _ = candidate_gains(state, n, task.X[task.val], task.y[task.val],
                                                             round_seed=state.round + 1, pool=pool,
-                                                            horizon=int(self.config.horizon), metric=self.config.metric,
-                                                            repeats=int(self.config.repeats))
+                                                            horizon=int(self.config.horizon), metric=self.config.metric)
             self.last_candidates, self.last_result = cands, OracleResult(loss_gain, acc_gain)
             return cands[np.argsort(-expert_key(loss_gain, acc_gain, self.config.metric), kind="stable")[:n]]
         if candidates is None:
