@@ -97,6 +97,8 @@ def test_the_shipped_study_config_reads(tmp_path):
     path = Path(__file__).parents[1] / "scripts" / "configs" / "benchmark-heldout.toml"
     table = section(read_config(str(path)), "benchmark", BENCH_KEYS, str(path))
     assert table["suite"] == "heldout" and table["seeds"] >= 10 and "typiclust" in table["strategies"]
+    # the shipped policy, so that a fresh clone reproduces the README's table without training one first
+    assert "policy" in table["strategies"] and "policy" not in table
 
 
 def _runs():
